@@ -1,0 +1,101 @@
+"""Dense layer as Numba kernels (CPU). Same signatures and cache as reference.py.
+
+The matrix products call ``np.dot`` inside ``@njit``, which Numba lowers to the BLAS GEMM that SciPy
+ships: a hand-written triple loop would be many times slower, and GEMM *is* the dense layer. What is
+left for our own loops is the bias: its broadcast add over the rows (parallel over rows) and its
+gradient, a column sum of dy (parallel over fixed blocks of rows into per-block partial sums, then
+one pass adding the partials: no two threads write the same memory, and because the blocks depend
+only on N, not on the thread count, the result is the same bit for bit on every machine). Below
+PARALLEL_MIN_SIZE elements a serial twin runs instead: there, starting threads costs more than the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .reference import DenseCache
+
+ROWS_PER_BLOCK = 256  # rows of dy each parallel iteration sums for db
+PARALLEL_MIN_SIZE = 1 << 15  # below this many elements of y, thread start-up costs more than the loop
+
+
+@njit(cache=True)
+def _matmul(a, b):
+    return np.dot(a, b)
+
+
+@njit(cache=True)
+def _affine_serial(x, W, b):
+    y = np.dot(x, W)
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[i, j] += b[j]
+    return y
+
+
+@njit(cache=True, parallel=True)
+def _affine_parallel(x, W, b):
+    y = np.dot(x, W)
+    for i in prange(y.shape[0]):  # one row per iteration: disjoint writes
+        for j in range(y.shape[1]):
+            y[i, j] += b[j]
+    return y
+
+
+@njit(cache=True)
+def _input_and_weight_gradients(dy, x, W):
+    return np.dot(dy, W.T), np.dot(x.T, dy)
+
+
+@njit(cache=True, inline="always")
+def _block_sum(dy, k, partial):
+    for i in range(k * ROWS_PER_BLOCK, min(dy.shape[0], (k + 1) * ROWS_PER_BLOCK)):
+        for j in range(dy.shape[1]):
+            partial[k, j] += dy[i, j]
+
+
+@njit(cache=True, inline="always")
+def _add_partials(partial, like):
+    out = np.empty(partial.shape[1], dtype=like.dtype)  # the result in dy's dtype
+    for j in range(partial.shape[1]):
+        s = 0.0
+        for k in range(partial.shape[0]):
+            s += partial[k, j]
+        out[j] = s
+    return out
+
+
+# Sums over the rows of dy, accumulated in float64: a float32 running sum over a large batch drifts
+# by O(N eps), and the float64 accumulator costs nothing in this memory-bound loop. The serial twin
+# adds the same blocks in the same order, so both give the same bits.
+@njit(cache=True)
+def _column_sums_serial(dy):
+    partial = np.zeros(((dy.shape[0] + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, dy.shape[1]), dtype=np.float64)
+    for k in range(partial.shape[0]):
+        _block_sum(dy, k, partial)
+    return _add_partials(partial, dy)
+
+
+@njit(cache=True, parallel=True)
+def _column_sums_parallel(dy):
+    partial = np.zeros(((dy.shape[0] + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, dy.shape[1]), dtype=np.float64)
+    for k in prange(partial.shape[0]):  # each iteration owns row k of partial
+        _block_sum(dy, k, partial)
+    return _add_partials(partial, dy)
+
+
+def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, DenseCache]:
+    if b is None:
+        y = _matmul(x, W)
+    else:
+        y = (_affine_parallel if x.shape[0] * W.shape[1] >= PARALLEL_MIN_SIZE else _affine_serial)(x, W, b)
+    return y, DenseCache(x, W, b is not None)
+
+
+def backward(dy: np.ndarray, cache: DenseCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x, W, has_bias = cache
+    dx, dW = _input_and_weight_gradients(dy, x, W)
+    if not has_bias:
+        return dx, dW, None
+    return dx, dW, (_column_sums_parallel if dy.size >= PARALLEL_MIN_SIZE else _column_sums_serial)(dy)
