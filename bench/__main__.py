@@ -1,26 +1,39 @@
-"""`python -m bench [--quick] [--op NAME] [--device cpu|gpu]`: our kernels vs the NumPy reference vs
-PyTorch (when installed), side by side in one run; a rich table of ratios and a JSON file under
-bench/results/ with the machine, library versions and commit."""
+"""`python -m bench [--quick] [--op NAME] [--case NAME] [--device cpu|gpu] [--smoke] [--list]`: our kernels vs
+the NumPy reference vs PyTorch (when installed), side by side in one run; a rich table of ratios and a
+JSON file under bench/results/ with the machine, library versions, the measured limits and the commit.
+
+See bench/README.md for the method and bench/cases.py for what the phases (fwd, bwd, f+b, upd) time.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from . import cases as case_defs
-from .timing import time_cpu, time_gpu
+from .timing import time_cpu, time_gpu, time_once
 
 RESULTS = Path(__file__).parent / "results"
+WIDTH = 100  # the table is laid out to be read in 100 columns
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "NUMBA_THREADING_LAYER", "CUPY_TF32")
+
+
+class Skipped(Exception):
+    """The case cannot run on this device (e.g. the family has no GPU kernels yet)."""
 
 
 def _torch():
@@ -37,83 +50,211 @@ def _commit() -> str:
                              cwd=Path(__file__).parent)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, cwd=Path(__file__).parent).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
+        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
     except OSError:
         return "unknown"
 
 
-def machine(device: str) -> dict:
-    from toolkit.info import collect
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "commit": _commit(), "versions": collect()}
-    torch = _torch()
-    info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict:
+    from toolkit.info import collect  # compiles a small parallel Numba function: once per process
+
+    return collect()
+
+
+def machine(device: str, torch) -> dict:
+    info = {
+        "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(), "commit": _commit(), "versions": _versions(),
+        "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+    }
+    if torch is None:
+        info["torch"] = "not installed"
+    else:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
     if device == "gpu":
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
         info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        info["gpu_l2_bytes"] = int(props["l2CacheSize"])
         info["driver"] = cupy.cuda.runtime.driverGetVersion()
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
     return info
 
 
-def run_case(case, device: str, torch, budget_s: float) -> list[dict]:
-    rng = np.random.default_rng(0)
-    inputs = case.make_inputs(rng, case.dtype)
-    timer = time_cpu
-    ours_mod = case_defs.module(case.op, "cpu")
+# ------------------------------------------------------------------------------------------- running
+def _implementation(op: str, impl: str):
+    try:
+        return case_defs.module(op, impl)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"toolkit.ops.{op}"):
+            raise Skipped(f"toolkit/ops/{op} has no {impl}.py yet") from None
+        raise
+
+
+def _torch_inputs(torch, inputs: dict, device: str) -> dict:
+    """Copies of the input arrays as tensors on the device (PyTorch's in-place updates, e.g. of running
+    statistics or parameters, must not touch our arrays); other entries (parameters) as they are."""
+    target = "cuda" if device == "gpu" else "cpu"
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+            out[key] = torch.as_tensor(value, device=target).clone()
+        else:
+            out[key] = value
+    return out
+
+
+def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> list[dict]:
+    """One row per phase: the median seconds of ours, the NumPy reference (CPU only) and PyTorch."""
+    ours_mod = _implementation(case.op, "cpu" if device == "cpu" else "gpu")
+    inputs = case.make_inputs(np.random.default_rng(0), case.dtype)
+    # On the GPU, PyTorch and CuPy both queue on the legacy default stream: the same CUDA events time both.
+    timer = time_once if smoke else time_gpu if device == "gpu" else time_cpu
     if device == "gpu":
         import cupy
 
         inputs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-        ours_mod, timer = case_defs.module(case.op, "gpu"), time_gpu
-    ours = case_defs.phases(case, ours_mod, inputs)
-    rows = []
-    ref = case_defs.phases(case, case_defs.module(case.op, "reference"), inputs) if device == "cpu" else {}
-    tor = {}
+    impls = {"ours": case_defs.phases(case, ours_mod, inputs)}
+    if device == "cpu":
+        impls["reference"] = case_defs.phases(case, _implementation(case.op, "reference"), inputs)
     if torch is not None and case.torch is not None:
-        t_inputs = inputs
-        if device == "gpu":
-            t_inputs = {k: torch.as_tensor(v, device="cuda") if hasattr(v, "__cuda_array_interface__") else v
-                        for k, v in inputs.items()}
-        tor = case_defs.torch_phases(case, torch, t_inputs)
-    for phase, thunk in ours.items():
+        impls["torch"] = case_defs.torch_phases(case, torch, _torch_inputs(torch, inputs, device))
+    rows = []
+    for phase in impls["ours"]:
         row = {"op": case.op, "name": case.name, "size": case.size, "dtype": np.dtype(case.dtype).name,
-               "phase": phase, "ours_s": timer(thunk, budget_s=budget_s).median_s}
-        if phase in ref:
-            row["reference_s"] = time_cpu(ref[phase], budget_s=budget_s).median_s
-        if phase in tor:
-            torch_timer = time_gpu if device == "gpu" else time_cpu
-            row["torch_s"] = torch_timer(tor[phase], budget_s=budget_s).median_s
-        if case.bytes_moved and phase == "forward+backward":
-            row["ours_GBps"] = case.bytes_moved / row["ours_s"] / 1e9
+               "phase": phase}
+        for impl, thunks in impls.items():
+            if phase in thunks:
+                timing = timer(thunks[phase], budget_s=budget_s)
+                row[f"{impl}_s"] = timing.median_s
+                row[f"{impl}_repeats"] = timing.repeats
+        for work, unit in ((case.bytes_moved, "GBps"), (case.flops, "GFLOPs")):
+            if work is not None:
+                amount = work.of(phase)
+                row["bytes" if unit == "GBps" else "flops"] = amount
+                for impl in impls:
+                    if f"{impl}_s" in row:
+                        row[f"{impl}_{unit}"] = amount / row[f"{impl}_s"] / 1e9
         rows.append(row)
     return rows
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "" if a is None or b is None else f"{b / a:.2f}x"
+def add_limit_fractions(rows: list[dict], limits: dict) -> None:
+    """ours_copy_fraction: achieved GB/s over the measured copy; ours_gemm_fraction: GFLOP/s over the GEMM."""
+    for row in rows:
+        if "ours_GBps" in row:
+            row["ours_copy_fraction"] = row["ours_GBps"] / limits["copy_GBps"]
+        if "ours_GFLOPs" in row:
+            row["ours_gemm_fraction"] = row["ours_GFLOPs"] / limits["gemm_GFLOPs"]
 
 
-def render(rows: list[dict], device: str, console: Console) -> None:
-    table = Table(title=f"nn-toolkit benchmarks ({device}): speed-up of ours over each baseline (>1 = ours faster)")
-    for col in ("op", "name", "size", "phase", "ours", "vs NumPy ref", "vs PyTorch"):
-        table.add_column(col, justify="right" if col in ("ours", "vs NumPy ref", "vs PyTorch") else "left")
+# ------------------------------------------------------------------------------------------- report
+def _seconds(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            break
+    value = s / scale
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def _ratio(ours: float | None, other: float | None) -> str:
+    if ours is None or other is None:
+        return ""
+    r = other / ours
+    return f"{r:.0f}x" if r >= 100 else f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+
+
+def _rate(row: dict) -> str:
+    for key, unit in (("ours_GFLOPs", "GF/s"), ("ours_GBps", "GB/s")):
+        if key in row:
+            return f"{row[key]:.3g} {unit}" if row[key] >= 0.01 else f"<0.01 {unit}"
+    return ""
+
+
+def render(rows: list[dict], device: str, console: Console, *, smoke: bool = False,
+           limits: dict | None = None) -> Table:
+    """The table fits 100 columns: short labels, the op and case printed once, no column ellipsised."""
+    title = f"nn-toolkit {device} benchmarks: speed-up of ours over each baseline (>1 = ours faster)"
+    if smoke:
+        title = f"nn-toolkit {device} SMOKE run: single calls incl. compilation, NOT benchmarks"
+    caption = "fwd forward, bwd backward, f+b both, upd in-place update; rate: ours (GF/s matrix products)"
+    if limits:
+        caption += (f"\nlimits measured: copy {limits['copy_GBps']:.3g} GB/s, "
+                    f"float32 GEMM {limits['gemm_GFLOPs']:.3g} GFLOP/s")
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in ("op", "case", "size", "ph"):
+        table.add_column(col, no_wrap=True, overflow="fold")
+    for col in ("ours", "rate", "vs ref", "vs torch"):
+        table.add_column(col, justify="right", no_wrap=True, overflow="fold")
+    last_op, last_case = None, None
     for r in rows:
-        table.add_row(r["op"], r["name"], r["size"], r["phase"], f"{r['ours_s'] * 1e3:.3f} ms",
+        case_key = (r["op"], r["name"], r["size"])
+        if r["op"] != last_op and last_op is not None:
+            table.add_section()
+        table.add_row(r["op"] if r["op"] != last_op else "",
+                      r["name"] if case_key != last_case else "", r["size"] if case_key != last_case else "",
+                      r["phase"], _seconds(r["ours_s"]), _rate(r),
                       _ratio(r["ours_s"], r.get("reference_s")), _ratio(r["ours_s"], r.get("torch_s")))
+        last_op, last_case = r["op"], case_key
     console.print(table)
+    return table
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes only, short timing budget")
+# ------------------------------------------------------------------------------------------- CLI
+def _select(args, console: Console) -> list | None:
+    every = case_defs.all_cases()
+    known_ops = list(dict.fromkeys(c.op for c in every))
+    if args.op is not None and args.op not in known_ops:
+        console.print(f"[red]--op {args.op!r}: no such op family; known: {', '.join(known_ops)}[/red]")
+        return None
+    selected = [c for c in every
+                if args.device in c.devices and (not args.quick or c.quick) and (args.op is None or c.op == args.op)
+                and (args.case is None or c.name == args.case)]
+    if not selected:
+        console.print(f"[red]no benchmark case matches --op {args.op!r} --case {args.case!r} "
+                      f"--device {args.device}{' --quick' if args.quick else ''} (see --list)[/red]")
+        return None
+    return selected
+
+
+def main(argv=None, console: Console | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="textbook-small sizes only, short timing budget")
     parser.add_argument("--op", help="only this op family (e.g. activations, dense, conv2d)")
+    parser.add_argument("--case", help="only cases of this name (e.g. 'LeNet C1', sigmoid)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--smoke", action="store_true",
+                        help="run every phase once, untimed: checks that the cases run (for tests)")
+    parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<device>-<date>.json)")
     args = parser.parse_args(argv)
-    console = Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal and console.width < WIDTH:  # piped: rich would assume 80 columns
+            console = Console(width=WIDTH)
+    selected = _select(args, console)
+    if selected is None:
+        return 2
+    if args.list:
+        for c in selected:
+            console.print(f"{c.op:12} {c.name:14} {c.size:18} {'quick' if c.quick else ''}")
+        return 0
     if args.device == "gpu":
         from toolkit import backend
 
@@ -121,26 +262,47 @@ def main(argv=None) -> int:
         if not usable:
             console.print(f"[red]--device gpu: the GPU is not usable here: {reason}[/red]")
             return 2
-    selected = [c for c in case_defs.all_cases()
-                if (not args.quick or c.quick) and (args.op is None or c.op == args.op)]
-    if not selected:
-        console.print(f"[red]no benchmark case matches --op {args.op!r}[/red]")
-        return 2
     torch = _torch()
     if torch is None:
         console.print("[yellow]PyTorch is not installed: its column stays empty (pip install torch==2.13.0)[/yellow]")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if not args.smoke and load > (os.cpu_count() or 1):
+        console.print(f"[yellow]the machine is busy (load {load:.1f} on {os.cpu_count()} cores): "
+                      f"timings will be unreliable[/yellow]")
     budget = 0.2 if args.quick else 1.0
-    rows = []
+    rows, errors, skipped = [], [], []
     for case in selected:
-        console.print(f"[dim]{case.op} {case.name} {case.size}...[/dim]")
-        rows.extend(run_case(case, args.device, torch, budget))
-    render(rows, args.device, console)
+        label = f"{case.op} {case.name} {case.size}"
+        console.print(f"[dim]{label}...[/dim]")
+        try:
+            rows.extend(run_case(case, args.device, torch, budget, smoke=args.smoke))
+        except Skipped as why:
+            skipped.append({"case": label, "reason": str(why)})
+            console.print(f"[yellow]skipped {label}: {why}[/yellow]")
+        except Exception as exc:  # one broken family must not hide the others' results
+            errors.append({"case": label, "error": f"{type(exc).__name__}: {exc}",
+                           "traceback": traceback.format_exc()})
+            console.print(f"[red]FAILED {label}: {type(exc).__name__}: {exc}[/red]")
+    limits = None
+    if not args.smoke and rows:
+        from .limits import cpu_limits, gpu_limits
+
+        limits = (gpu_limits if args.device == "gpu" else cpu_limits)(budget)
+        add_limit_fractions(rows, limits)
+    if rows:
+        render(rows, args.device, console, smoke=args.smoke, limits=limits)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or RESULTS / f"{args.device}-{'quick-' if args.quick else ''}{stamp}.json"
+    out = args.out or RESULTS / f"{args.device}-{'' if mode == 'full' else mode + '-'}{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(args.device), "rows": rows,
-                               "argv": sys.argv[1:]}, indent=1))
+    out.write_text(json.dumps({"created": stamp, "mode": mode, "device": args.device,
+                               "machine": machine(args.device, torch), "limits": limits, "rows": rows,
+                               "skipped": skipped, "errors": errors, "argv": list(sys.argv[1:] if argv is None
+                                                                                  else argv)}, indent=1))
     console.print(f"results written to {out}")
+    if errors:
+        console.print(f"[red]{len(errors)} case(s) failed: {', '.join(e['case'] for e in errors)}[/red]")
+        return 1
     return 0
 
 

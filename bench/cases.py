@@ -2,33 +2,77 @@
 implementation that has it: the NumPy reference, our CPU (Numba) or GPU (CUDA) kernels, and PyTorch.
 
 reference.py, cpu.py and gpu.py of an op share names and signatures, so a case writes its forward and
-backward once, against a module, and the harness hands it each module in turn.
+backward once, against a module, and the harness hands it each module in turn. The cases call those
+modules directly with arguments that are already in their validated form (C-contiguous arrays,
+resolved padding, ...): input validation is not part of what is timed.
+
+Phases (the labels of the table and the JSON):
+  fwd  forward only (our forward also builds its cache; PyTorch's records its autograd graph)
+  bwd  backward only, from the cache of one earlier forward (PyTorch: autograd.grad with retain_graph)
+  f+b  a forward then its backward, as one training step runs them
+  upd  an in-place update with no backward (optimizers)
+
+Each family's cases live in bench/cases_<family>.py and are listed in _CASE_MODULES.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 Thunk = Callable[[], Any]
+PHASES = ("fwd", "bwd", "f+b", "upd")
+F32 = 4  # bytes per element: every case runs in float32, the default dtype
+
+
+@dataclass(frozen=True)
+class Work:
+    """Minimum work of one forward and one backward: bytes that must cross memory (each input read once,
+    each output written once) and floating-point operations (counted for the matrix products only)."""
+
+    fwd: int
+    bwd: int = 0
+
+    def of(self, phase: str) -> int:
+        return {"fwd": self.fwd, "upd": self.fwd, "bwd": self.bwd, "f+b": self.fwd + self.bwd}[phase]
+
+
+@dataclass(frozen=True)
+class TorchGraph:
+    """A PyTorch version of a case. ``run()`` runs the forward with autograd recording and returns
+    (outputs, grad_outputs); backward is ``torch.autograd.grad(outputs, inputs, grad_outputs)``: the
+    gradients of every input our backward also returns, without accumulating into ``.grad``."""
+
+    run: Callable[[], tuple[Sequence[Any], Sequence[Any] | None]]
+    inputs: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class TorchStep:
+    """A PyTorch version of an in-place update (an optimizer step): its only phase is "upd"."""
+
+    step: Thunk
 
 
 @dataclass(frozen=True)
 class Case:
     op: str                      # op family, as in toolkit/ops/<op>
-    name: str                    # what runs, e.g. "sigmoid"
-    size: str                    # human label of the problem size
-    make_inputs: Callable[[np.random.Generator, Any], dict]
-    forward: Callable[[Any, dict], Any]            # (module, inputs) -> whatever backward needs
-    backward: Callable[[Any, dict, Any], Any]      # (module, inputs, forward result) -> grads
-    torch: Callable[[Any, dict], tuple[Thunk, Thunk]] | None = None  # (torch, inputs) -> (fwd, fwd+bwd)
+    name: str                    # what runs, short (the table has 100 columns), e.g. "sigmoid", "LeNet C1"
+    size: str                    # short human label of the problem size, e.g. "2^24", "256x1024>1024"
+    make_inputs: Callable[[np.random.Generator, Any], dict]   # (rng, dtype) -> arrays and parameters
+    forward: Callable[[Any, dict], Any]                      # (module, inputs) -> what backward needs
+    backward: Callable[[Any, dict, Any], Any] | None         # (module, inputs, forward result) -> grads;
+    #                                                          None: forward is an in-place update ("upd")
+    # (torch, inputs as tensors on the device + the non-array parameters) -> TorchGraph | TorchStep
+    torch: Callable[[Any, dict], TorchGraph | TorchStep] | None = None
     quick: bool = False          # part of --quick
-    bytes_moved: int | None = None  # minimum bytes a forward+backward must move (GPU bandwidth fraction)
-    flops: int | None = None        # forward+backward floating-point operations
+    bytes_moved: Work | None = None  # for GB/s (elementwise, reductions, pooling, ...)
+    flops: Work | None = None        # for GFLOP/s (dense, conv2d, attention, rnn, lstm)
     dtype: Any = field(default=np.float32)
+    devices: tuple[str, ...] = ("cpu", "gpu")  # GPU-only sizes would take minutes (and GBs) on the CPU
 
 
 def module(op: str, impl: str):
@@ -37,87 +81,61 @@ def module(op: str, impl: str):
 
 
 def phases(case: Case, mod: Any, inputs: dict) -> dict[str, Thunk]:
+    if case.backward is None:
+        return {"upd": lambda: case.forward(mod, inputs)}
     primed = case.forward(mod, inputs)  # the backward phase reuses one forward's cache
     return {
-        "forward": lambda: case.forward(mod, inputs),
-        "backward": lambda: case.backward(mod, inputs, primed),
-        "forward+backward": lambda: case.backward(mod, inputs, case.forward(mod, inputs)),
+        "fwd": lambda: case.forward(mod, inputs),
+        "bwd": lambda: case.backward(mod, inputs, primed),
+        "f+b": lambda: case.backward(mod, inputs, case.forward(mod, inputs)),
     }
 
 
 def torch_phases(case: Case, torch: Any, inputs: dict) -> dict[str, Thunk]:
-    forward, both = case.torch(torch, inputs)
-    return {"forward": forward, "forward+backward": both}
+    spec = case.torch(torch, inputs)
+    if isinstance(spec, TorchStep):
+        return {"upd": spec.step}
+    outputs, grad_outputs = spec.run()  # one graph kept alive for the backward-only phase
+
+    def backward_only():
+        return torch.autograd.grad(outputs, spec.inputs, grad_outputs, retain_graph=True)
+
+    def both():
+        outs, grads = spec.run()
+        return torch.autograd.grad(outs, spec.inputs, grads)
+
+    return {"fwd": spec.run, "bwd": backward_only, "f+b": both}
 
 
-# ----------------------------------------------------------------------------------- activations
-def _activation_case(name: str, n: int, label: str, quick: bool, torch_fn: str) -> Case:
-    def make(rng, dtype):
-        return {"x": (rng.standard_normal(n) * 3).astype(dtype), "dy": rng.standard_normal(n).astype(dtype)}
-
-    def torch_impl(torch, inp):
-        x = torch.from_numpy(inp["x"]).requires_grad_(True)
-        dy = torch.from_numpy(inp["dy"])
-        fn = getattr(torch, torch_fn) if hasattr(torch, torch_fn) else getattr(torch.nn.functional, torch_fn)
-
-        def both():
-            x.grad = None
-            fn(x).backward(dy)
-
-        return (lambda: fn(x.detach())), both
-
-    return Case(
-        op="activations", name=name, size=label, make_inputs=make, quick=quick,
-        forward=lambda mod, inp: mod.forward(name, inp["x"], **_defaults(name)),
-        backward=lambda mod, inp, res: mod.backward(inp["dy"], res[1]),
-        torch=torch_impl, bytes_moved=n * 4 * 5,  # read x, write y; read x, y, dy, write dx (as float32)
-    )
+def requires_grad(*tensors: Any) -> list[Any]:
+    """The tensors as autograd leaves (torch builders use it on the inputs they differentiate)."""
+    return [t.detach().requires_grad_(True) for t in tensors]
 
 
-def _defaults(name: str) -> dict:
-    from toolkit.ops.activations.reference import PARAMETERS
-
-    return dict(PARAMETERS.get(name, {}))
-
-
-def _softmax_case(rows: int, cols: int, quick: bool) -> Case:
-    def make(rng, dtype):
-        return {"x": (rng.standard_normal((rows, cols)) * 3).astype(dtype),
-                "dy": rng.standard_normal((rows, cols)).astype(dtype)}
-
-    def torch_impl(torch, inp):
-        x = torch.from_numpy(inp["x"]).requires_grad_(True)
-        dy = torch.from_numpy(inp["dy"])
-
-        def both():
-            x.grad = None
-            torch.softmax(x, -1).backward(dy)
-
-        return (lambda: torch.softmax(x.detach(), -1)), both
-
-    return Case(
-        op="activations", name="softmax", size=f"{rows}x{cols}", make_inputs=make, quick=quick,
-        forward=lambda mod, inp: mod.forward("softmax", inp["x"], axis=1),
-        backward=lambda mod, inp, res: mod.backward(inp["dy"], res[1]),
-        torch=torch_impl, bytes_moved=rows * cols * 4 * 5,
-    )
+# One module per op family, each with cases() -> list[Case].
+_CASE_MODULES: list[str] = [
+    "bench.cases_activations",
+    "bench.cases_dense",
+    "bench.cases_losses",
+    "bench.cases_conv2d",
+    "bench.cases_pool2d",
+    "bench.cases_dropout",
+    "bench.cases_batchnorm",
+    "bench.cases_rnn",
+    "bench.cases_lstm",
+    "bench.cases_attention",
+    "bench.cases_optim",
+]
+_EXTRA_CASE_MODULES = _CASE_MODULES  # the name the harness was first written with
 
 
 def all_cases() -> list[Case]:
     cases = []
-    for name, torch_fn in (("sigmoid", "sigmoid"), ("tanh", "tanh"), ("relu", "relu")):
-        cases.append(_activation_case(name, 1 << 16, "2^16", True, torch_fn))
-        cases.append(_activation_case(name, 1 << 24, "2^24", False, torch_fn))
-    cases.append(_softmax_case(256, 1000, True))
-    cases.append(_softmax_case(4096, 4096, False))
-    for extra in _EXTRA_CASE_MODULES:
-        try:
-            cases.extend(importlib.import_module(extra).cases())
-        except ModuleNotFoundError as exc:  # an op family not built yet is skipped, named in the report
-            if not exc.name.startswith("toolkit.ops"):
-                raise
+    for name in _CASE_MODULES:
+        cases.extend(importlib.import_module(name).cases())
     return cases
 
 
-# Cases of the other op families live in their own modules (one file a family) and register here.
-_EXTRA_CASE_MODULES: list[str] = []
+def families() -> list[str]:
+    """Op families with cases, in the order they run."""
+    return list(dict.fromkeys(c.op for c in all_cases()))

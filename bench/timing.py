@@ -1,5 +1,10 @@
 """How a benchmark is timed: warm up (Numba compile and module load excluded), then the median of repeats.
 
+The warm-up calls (``warmup`` of them, then one more that measures how long a call takes) are not
+timed. The number of repeats fills ``budget_s``, between ``min_repeats`` and ``max_repeats``; a call
+slower than the whole budget (the NumPy reference of a large case) is repeated only SLOW_REPEATS times:
+its median is already stable and five repeats of a five-second call would cost minutes.
+
 CPU work is timed with perf_counter. GPU work (CuPy arrays) is timed with CUDA events, with the L2
 cache flushed before every repeat by writing a buffer larger than L2, so each repeat starts cold.
 """
@@ -19,14 +24,28 @@ class Timing:
     repeats: int
 
 
+SLOW_REPEATS = 3
+
+
 def _repeats_for(thunk: Callable[[], object], budget_s: float, min_repeats: int, max_repeats: int) -> int:
     start = time.perf_counter()
     thunk()
     once = max(time.perf_counter() - start, 1e-9)
+    if once >= budget_s:
+        return min(min_repeats, SLOW_REPEATS)
     return int(min(max_repeats, max(min_repeats, budget_s / once)))
 
 
-def time_cpu(thunk: Callable[[], object], *, warmup: int = 2, budget_s: float = 1.0,
+def time_once(thunk: Callable[[], object], **_: object) -> Timing:
+    """One call, no warm-up, no repeats: what --smoke uses to check that every case runs. Not a benchmark
+    (the first call includes Numba's compilation or cache load)."""
+    start = time.perf_counter()
+    thunk()
+    elapsed = time.perf_counter() - start
+    return Timing(elapsed, elapsed, 1)
+
+
+def time_cpu(thunk: Callable[[], object], *, warmup: int = 1, budget_s: float = 1.0,
              min_repeats: int = 5, max_repeats: int = 200) -> Timing:
     for _ in range(warmup):
         thunk()

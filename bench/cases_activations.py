@@ -1,0 +1,61 @@
+"""Activations: elementwise sigmoid, tanh, ReLU at 2^24 float32 (the CPU target: fwd+bwd >= 2x the NumPy
+reference and >= 1x PyTorch; on the GPU also 2^28, the size of its bandwidth target) and softmax over rows
+of 4096x1000 (ImageNet's class count)."""
+
+from __future__ import annotations
+
+from .cases import F32, Case, TorchGraph, Work, requires_grad
+
+
+def _defaults(name: str) -> dict:
+    from toolkit.ops.activations.reference import PARAMETERS
+
+    return dict(PARAMETERS.get(name, {}))
+
+
+def _elementwise(name: str, n: int, label: str, quick: bool, devices=("cpu", "gpu")) -> Case:
+    def make(rng, dtype):
+        return {"x": (rng.standard_normal(n) * 3).astype(dtype), "dy": rng.standard_normal(n).astype(dtype)}
+
+    def torch_impl(torch, inp):
+        fn = getattr(torch, name)  # torch.sigmoid, torch.tanh, torch.relu
+        (x,) = requires_grad(inp["x"])
+        return TorchGraph(run=lambda: ([fn(x)], [inp["dy"]]), inputs=[x])
+
+    return Case(
+        op="activations", name=name, size=label, make_inputs=make, quick=quick,
+        forward=lambda mod, inp: mod.forward(name, inp["x"], **_defaults(name)),
+        backward=lambda mod, inp, res: mod.backward(inp["dy"], res[1]),
+        torch=torch_impl,
+        bytes_moved=Work(fwd=2 * n * F32, bwd=3 * n * F32),  # x -> y; (x or y), dy -> dx
+        devices=devices,
+    )
+
+
+def _softmax(rows: int, cols: int, quick: bool) -> Case:
+    def make(rng, dtype):
+        return {"x": (rng.standard_normal((rows, cols)) * 3).astype(dtype),
+                "dy": rng.standard_normal((rows, cols)).astype(dtype)}
+
+    def torch_impl(torch, inp):
+        (x,) = requires_grad(inp["x"])
+        return TorchGraph(run=lambda: ([torch.softmax(x, -1)], [inp["dy"]]), inputs=[x])
+
+    n = rows * cols
+    return Case(
+        op="activations", name="softmax", size=f"{rows}x{cols}", make_inputs=make, quick=quick,
+        forward=lambda mod, inp: mod.forward("softmax", inp["x"], axis=1),
+        backward=lambda mod, inp, res: mod.backward(inp["dy"], res[1]),
+        torch=torch_impl, bytes_moved=Work(fwd=2 * n * F32, bwd=3 * n * F32),  # x -> y; y, dy -> dx
+    )
+
+
+def cases() -> list[Case]:
+    out = []
+    for name in ("sigmoid", "tanh", "relu"):
+        out.append(_elementwise(name, 1 << 16, "2^16", True))
+        out.append(_elementwise(name, 1 << 24, "2^24", False))
+        out.append(_elementwise(name, 1 << 28, "2^28", False, devices=("gpu",)))  # GPU target: 90% of copy
+    out.append(_softmax(256, 1000, True))
+    out.append(_softmax(4096, 1000, False))
+    return out
