@@ -1,0 +1,1 @@
+../rnn/gemm.cuh
