@@ -28,14 +28,18 @@ ALLOWED_INPUTS: dict[str, set[float]] = {
     "forward-pass": {0.4, 0.5},
     # b1 = 0.4 (NOTES.md); T = 0.25 and the learning rate 0.4 are illustrative
     "backprop": {0.25, 0.4},
-    # 0.25: an illustrative learning rate; 0.5: an illustrative data point
-    "gradient-descent": {0.25, 0.5},
+    # 0.25: an illustrative learning rate; 0.5, 1.5: illustrative data points (1.5 is also dropout's printed scale)
+    "gradient-descent": {0.25, 0.5, 1.5},
     # 0.4, 0.5: illustrative scores and values
     "loss-functions": {0.4, 0.5},
     # 0.5: the learning rate of the perceptron rule
     "perceptron": {0.5},
     # 0.5: a pixel of 004's 6x6 image
     "convolution": {0.5},
+    # 1.5: a sample point of the spot check (the printed 1.5 is dropout's survivor scale)
+    "vanishing-gradient": {1.5},
+    # 0.5: the rate of 003's Keras example, Dropout(rate=0.5)
+    "dropout": {0.5},
 }
 DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?![\w.])")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from toolkit.nn import to_categorical
 from toolkit.ops.activations import activation_backward, activation_forward
 from toolkit.ops.dense import dense_forward
 from toolkit.ops.losses import loss_forward
@@ -29,8 +30,8 @@ LAYERS = (8, 5, 5, 4)  # 002: 8 predictors, two hidden ReLU layers of 5, a softm
 
 
 def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
-    """Keras' to_categorical: row i is the row labels[i] of the identity matrix."""
-    return np.eye(classes)[labels]
+    """The toolkit's to_categorical (Keras'): row i is 1 at index labels[i], 0 elsewhere (float64 here)."""
+    return host(to_categorical(labels, classes, dtype="float64"))
 
 
 def _targets(ex: Example) -> None:
@@ -39,7 +40,7 @@ def _targets(ex: Example) -> None:
                "(Keras: to_categorical). The softmax output layer has one neuron per class to match.")
     labels = np.arange(len(CLASSES))
     rows = _one_hot(labels, len(CLASSES))
-    ex.table("to_categorical(labels) for 002's four car classes", ["label", "class", "one-hot row"],
+    ex.table("toolkit: to_categorical(labels) for 002's four car classes", ["label", "class", "one-hot row"],
              [(int(i), CLASSES[i], fmt(r)) for i, r in zip(labels, rows)])
     ex.claim("classification.one-hot", rows[2], label="one-hot row of class 2 of 4")
 
