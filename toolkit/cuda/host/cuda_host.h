@@ -821,6 +821,18 @@ inline double min(double a, double b) { return std::fmin(a, b); }
 HOSTCUDA_EXPORT const char* hostcuda_last_error() { return ::hostcuda::rt.error; }
 
 // Function-local statics in .bss (the kernels' __shared__ arrays), found by harness.py in the symbol table.
+// The fiber stacks: harness.py maps ONE pool per process (kMaxThreads stacks of kStackBytes, a guard page
+// below each) and hands it to every library it loads. A pool per library would cost each library
+// 2 * kMaxThreads memory mappings, and a test process that loads a few dozen libraries would reach the
+// kernel's limit on mappings (vm.max_map_count, 65530 by default). Launches of all libraries are
+// serialised by one lock in harness.py, so sharing the pool is safe.
+HOSTCUDA_EXPORT void hostcuda_use_stacks(char* stacks, uint64_t page) {
+    ::hostcuda::rt.stacks = stacks;
+    ::hostcuda::rt.page = static_cast<size_t>(page);
+}
+HOSTCUDA_EXPORT int hostcuda_max_threads() { return ::hostcuda::kMaxThreads; }
+HOSTCUDA_EXPORT uint64_t hostcuda_stack_bytes() { return ::hostcuda::kStackBytes; }
+
 HOSTCUDA_EXPORT int hostcuda_register_shared(unsigned char** addresses, const uint64_t* sizes, int count) {
     if (count > ::hostcuda::kMaxSharedRegions) return 1;
     for (int i = 0; i < count; ++i) ::hostcuda::rt.static_shared[i] = {addresses[i], sizes[i]};

@@ -191,9 +191,37 @@ class _Library:
     lock: threading.Lock
 
 
+# Every library runs its fibers on one process-wide stack pool (see hostcuda_use_stacks in cuda_host.h),
+# so launches of all libraries share one lock.
+_LAUNCH_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _stack_pool(stacks: int, stack_bytes: int, page: int) -> int:
+    """Map the fiber stacks once per process: a PROT_NONE guard page below each stack (overflow faults)."""
+    each = stack_bytes + page
+    pool_bytes = stacks * each
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    prot_rw, map_private_anon_noreserve = 0x1 | 0x2, 0x02 | 0x20 | 0x4000
+    base = libc.mmap(None, pool_bytes, prot_rw, map_private_anon_noreserve, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        raise MemoryError(f"could not map {pool_bytes} bytes of fiber stacks (errno {ctypes.get_errno()})")
+    for i in range(stacks):
+        if libc.mprotect(base + i * each, page, 0) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect of a fiber stack guard page failed")
+    return base
+
+
 @functools.lru_cache(maxsize=None)
 def _open(path: Path) -> _Library:
     lib = ctypes.CDLL(str(path))
+    page = os.sysconf("SC_PAGE_SIZE")
+    lib.hostcuda_stack_bytes.restype = ctypes.c_uint64
+    pool = _stack_pool(lib.hostcuda_max_threads(), lib.hostcuda_stack_bytes(), page)
+    lib.hostcuda_use_stacks(ctypes.c_void_p(pool), ctypes.c_uint64(page))
     lib.hostcuda_last_error.restype = ctypes.c_char_p
     statics, anchor = _static_locals_in_bss(path)
     base = ctypes.cast(lib.hostcuda_last_error, ctypes.c_void_p).value - anchor
@@ -202,7 +230,7 @@ def _open(path: Path) -> _Library:
     sizes = (ctypes.c_uint64 * max(count, 1))(*[s for _, s in statics])
     if lib.hostcuda_register_shared(addresses, sizes, ctypes.c_int(count)) != 0:
         raise HostBuildError(f"{path}: {count} shared-memory arrays are more than the harness tracks")
-    return _Library(lib, threading.Lock())
+    return _Library(lib, _LAUNCH_LOCK)
 
 
 # --------------------------------------------------------------------------- kernels
