@@ -36,7 +36,7 @@ from .reference import LSTMCache
 
 # The parallel kernels start a thread team at every time step, next to BLAS's own threads. Measured
 # on a loaded 2-core machine they lost to the serial kernels at every size tried (up to N*H = 16384,
-# T = 50: 2x to 15x slower, OpenMP threads spinning against OpenBLAS's), so they are used only with
+# T = 50: 2x to 15x slower, Numba's OpenMP threads spinning against OpenBLAS's), so they run only with
 # enough threads and a large step; both limits are guesses to re-tune with bench/ on a quiet machine.
 PARALLEL_MIN_SIZE = 1 << 14  # N*H of one time step
 PARALLEL_MIN_THREADS = 4
