@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from tests.cuda.conftest import requires_cxx
+from tests.cuda.test_host_attention import problem
 from tests.helpers import assert_close, random_array, tolerance
+from tests.ops.test_attention import as_cache_mask, make_mask, resolved
 from toolkit import backend
-from toolkit.cuda import modules, sources
 from toolkit.ops import attention as att
 from toolkit.ops.attention import cpu, gpu, reference
 
@@ -30,38 +31,6 @@ pytestmark = pytest.mark.gpu
 SHAPES = [(1, 1, 1, 1, 1), (1, 4, 6, 5, 3), (2, 70, 66, 9, 4), (3, 65, 130, 65, 130), (2, 33, 20, 256, 256),
           (4, 300, 257, 64, 64)]
 MASKS = [None, "causal", "shared", "per_batch"]
-
-
-@pytest.fixture(autouse=True)
-def _gpu_required():
-    usable, reason = backend.gpu_status()
-    if not usable:
-        pytest.fail(f"the gpu tests need a usable GPU: {reason}")
-
-
-def make_mask(kind, n, tq, tk, rng):
-    """None, causal (Tq, Tk), random shared (Tq, Tk) or random (N, Tq, Tk); random ones mask query row 0 fully."""
-    if kind is None:
-        return None
-    if kind == "causal":
-        return np.tril(np.ones((tq, tk), dtype=bool))
-    mask = rng.random((tq, tk) if kind == "shared" else (n, tq, tk)) < 0.6
-    mask[..., 0, :] = False
-    return mask
-
-
-def cache_mask(mask, tq, tk):
-    return None if mask is None else np.ascontiguousarray(mask.reshape(-1, tq, tk))
-
-
-def resolved(scale, d):
-    return 1.0 / math.sqrt(d) if scale is True else 1.0 if scale is False else scale
-
-
-def problem(rng, shape, dtype):
-    n, tq, tk, d, dv = shape
-    return (random_array(rng, (n, tq, d), dtype), random_array(rng, (n, tk, d), dtype),
-            random_array(rng, (n, tk, dv), dtype), random_array(rng, (n, tq, dv), dtype))
 
 
 def check(ours, expected, dtype, name):
@@ -82,12 +51,6 @@ def test_dispatch_picks_the_gpu_module():
         att.attention_forward(cp.ones((1, 2, 3)), np.ones((1, 2, 3)), cp.ones((1, 2, 3)))
 
 
-def test_every_kernel_instantiation_loads():
-    module = modules.module("attention")
-    for expression in sources.name_expressions(sources.op_source("attention").read_text()):
-        assert module.get_function(expression) is not None
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("scale", [True, False, 0.37])
 @pytest.mark.parametrize("mask_kind", MASKS)
@@ -101,7 +64,7 @@ def test_public_api_on_gpu_matches_reference(shape, mask_kind, scale, dtype, rng
     assert isinstance(out, cp.ndarray) and out.dtype == dtype and type(cache) is att.AttentionCache
     grads = att.attention_backward(cp.asarray(dout), cache)
     q64, k64, v64, dout64 = (a.astype(np.float64) for a in (q, k, v, dout))
-    m, s = cache_mask(mask, tq, tk), resolved(scale, d)
+    m, s = as_cache_mask(mask, tq, tk), resolved(scale, d)
     out_ref, cache_ref = reference.forward(q64, k64, v64, m, s)
     check(cp.asnumpy(out), out_ref, dtype, "out")
     check(cache.weights.get(), cache_ref.weights, dtype, "weights")

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from tests.cuda.conftest import requires_cxx
+from tests.cuda.test_host_dense import gemm_bound, inputs
 from tests.helpers import assert_close, random_array
 from toolkit import backend
-from toolkit.cuda import modules, sources
+from toolkit.cuda import modules
 from toolkit.ops import dense as D
 from toolkit.ops.dense import cpu, gpu, reference
 
@@ -30,26 +31,6 @@ SHAPES = [(1, 1, 1), (33, 65, 17), (70, 129, 3), (130, 7, 260), (1100, 5, 3),  #
           (20000, 64, 10)]  # dW over a deep batch: split-k into 16 slices
 
 
-@pytest.fixture(autouse=True)
-def _gpu_required():
-    usable, reason = backend.gpu_status()
-    if not usable:
-        pytest.fail(f"the gpu tests need a usable GPU: {reason}")
-
-
-def gemm_bound(a, b, k, dtype, bias=None):
-    eps = float(np.finfo(dtype).eps)
-    magnitude = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
-    if bias is not None:
-        magnitude = magnitude + np.abs(bias.astype(np.float64))
-    return 2 * (k + 1) * eps * magnitude + 4 * k * float(np.finfo(dtype).tiny)
-
-
-def inputs(rng, n, fan_in, fan_out, dtype, bias=True):
-    return (random_array(rng, (n, fan_in), dtype), random_array(rng, (fan_in, fan_out), dtype),
-            random_array(rng, (fan_out,), dtype) if bias else None, random_array(rng, (n, fan_out), dtype))
-
-
 def to_gpu(*arrays):
     return tuple(None if a is None else cp.asarray(a) for a in arrays)
 
@@ -58,12 +39,6 @@ def test_dispatch_picks_the_gpu_module():
     assert backend.dispatch("dense", x=cp.ones((2, 3))) is gpu
     with pytest.raises(backend.DeviceMismatchError, match="two devices"):
         D.dense_forward(cp.ones((2, 3)), np.ones((3, 4)))
-
-
-def test_every_kernel_instantiation_loads():
-    module = modules.module("dense")
-    for expression in sources.name_expressions(sources.op_source("dense").read_text()):
-        assert module.get_function(expression) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

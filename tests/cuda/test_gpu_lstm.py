@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from tests.cuda.conftest import requires_cxx
-from tests.helpers import assert_close, random_array, tolerance
+from tests.cuda.test_host_lstm import make_inputs, upstream
+from tests.helpers import assert_close, tolerance
 from toolkit import backend
-from toolkit.cuda import modules, sources
 from toolkit.ops import lstm
 from toolkit.ops.lstm import cpu, gpu, reference
 
@@ -32,30 +32,6 @@ SHAPES = [(1, 1, 1, 1), (1, 1, 3, 5), (3, 4, 5, 7), (2, 3, 70, 3), (33, 3, 5, 9)
           (1, 200, 32, 512),     # batch 1, a long sequence
           (513, 7, 300, 129)]    # partial tiles everywhere at scale
 UPSTREAM = ["dh and dc_last", "dh only", "dc_last only"]
-
-
-@pytest.fixture(autouse=True)
-def _gpu_required():
-    usable, reason = backend.gpu_status()
-    if not usable:
-        pytest.fail(f"the gpu tests need a usable GPU: {reason}")
-
-
-def make_inputs(rng, N, T, D, H, dtype=np.float64):
-    return dict(
-        x=random_array(rng, (N, T, D), dtype),
-        h0=random_array(rng, (N, H), dtype, 0.5),
-        c0=random_array(rng, (N, H), dtype, 0.5),
-        W=random_array(rng, (D, 4 * H), dtype, 1 / np.sqrt(D)),
-        U=random_array(rng, (H, 4 * H), dtype, 1 / np.sqrt(H)),
-        b=random_array(rng, (4 * H,), dtype, 0.5),
-    )
-
-
-def upstream(rng, N, T, H, dtype, case):
-    dh = None if case == "dc_last only" else random_array(rng, (N, T, H), dtype)
-    dc_last = None if case == "dh only" else random_array(rng, (N, H), dtype)
-    return dh, dc_last
 
 
 def to_gpu(args):
@@ -81,12 +57,6 @@ def test_dispatch_picks_the_gpu_module():
     assert backend.dispatch("lstm", x=cp.ones((1, 1, 1))) is gpu
     with pytest.raises(backend.DeviceMismatchError, match="two devices"):
         lstm.lstm_forward(cp.ones((1, 2, 3)), None, None, np.ones((3, 8)), cp.ones((2, 8)), cp.ones(8))
-
-
-def test_every_kernel_instantiation_loads():
-    module = modules.module("lstm")
-    for expression in sources.name_expressions(sources.op_source("lstm").read_text()):
-        assert module.get_function(expression) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

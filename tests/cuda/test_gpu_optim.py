@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.cuda.conftest import requires_cxx
+from tests.cuda.test_host_optim import assert_same_bits as assert_same_bits_on_host
 from tests.helpers import random_array
 from toolkit import backend
-from toolkit.cuda import modules, sources
 from toolkit.ops import optim
 from toolkit.ops.optim import cpu, gpu, reference
 
@@ -28,31 +28,13 @@ SGD_VARIANTS = [(0.0, False, False), (0.0, False, True), (0.9, False, True), (0.
 SGD_IDS = ["plain", "velocity-momentum-0", "momentum", "nesterov"]
 
 
-@pytest.fixture(autouse=True)
-def _gpu_required():
-    usable, reason = backend.gpu_status()
-    if not usable:
-        pytest.fail(f"the gpu tests need a usable GPU: {reason}")
-
-
 def assert_same_bits(ours, theirs, name):
-    ours = cp.asnumpy(ours) if isinstance(ours, cp.ndarray) else ours
-    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
-    same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
-    if not same.all():
-        i = np.unravel_index(np.argmin(same), ours.shape)
-        raise AssertionError(f"{name}: {int((~same).sum())} of {ours.size} elements differ; first at {i}: "
-                             f"ours {ours[i]!r} vs expected {theirs[i]!r}")
+    """test_host_optim's check, for a CuPy or NumPy ``ours``."""
+    assert_same_bits_on_host(cp.asnumpy(ours) if isinstance(ours, cp.ndarray) else ours, theirs, name)
 
 
 def test_dispatch_picks_the_gpu_module():
     assert backend.dispatch("optim", param=cp.ones(3)) is gpu
-
-
-def test_every_kernel_instantiation_loads():
-    module = modules.module("optim")
-    for expression in sources.name_expressions(sources.op_source("optim").read_text()):
-        assert module.get_function(expression) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from tests.cuda.conftest import requires_cxx
+from tests.cuda.test_host_rnn import make_inputs
 from tests.helpers import assert_close, random_array, tolerance
 from toolkit import backend
-from toolkit.cuda import modules, sources
 from toolkit.ops import rnn
 from toolkit.ops.rnn import cpu, gpu, reference
 
@@ -32,25 +32,6 @@ SHAPES = [(1, 1, 1, 1, 1), (1, 1, 3, 5, None), (3, 4, 5, 7, 3), (2, 3, 70, 3, 2)
           (64, 50, 128, 256, 10),    # a typical layer: split-k weight gradients, 16 step tiles
           (1, 200, 32, 512, None),   # batch 1, a long sequence
           (513, 7, 300, 129, 1)]     # partial tiles everywhere at scale
-
-
-@pytest.fixture(autouse=True)
-def _gpu_required():
-    usable, reason = backend.gpu_status()
-    if not usable:
-        pytest.fail(f"the gpu tests need a usable GPU: {reason}")
-
-
-def make_inputs(rng, N, T, D, H, O, dtype=np.float64, readout_bias=True):
-    return dict(
-        x=random_array(rng, (N, T, D), dtype),
-        h0=random_array(rng, (N, H), dtype, 0.5),
-        W_xh=random_array(rng, (D, H), dtype, 1 / np.sqrt(D)),
-        W_hh=random_array(rng, (H, H), dtype, 0.9 / np.sqrt(H)),
-        b_h=random_array(rng, (H,), dtype, 0.3),
-        W_hy=None if O is None else random_array(rng, (H, O), dtype, 1 / np.sqrt(H)),
-        b_y=None if O is None or not readout_bias else random_array(rng, (O,), dtype, 0.3),
-    )
 
 
 def to_gpu(args):
@@ -75,12 +56,6 @@ def test_dispatch_picks_the_gpu_module():
     assert backend.dispatch("rnn", x=cp.ones((1, 1, 1))) is gpu
     with pytest.raises(backend.DeviceMismatchError, match="two devices"):
         rnn.rnn_forward(cp.ones((1, 2, 3)), None, np.ones((3, 4)), cp.ones((4, 4)), cp.ones(4))
-
-
-def test_every_kernel_instantiation_loads():
-    module = modules.module("rnn")
-    for expression in sources.name_expressions(sources.op_source("rnn").read_text()):
-        assert module.get_function(expression) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -8,18 +8,16 @@ forward and in reverse order with the grid capped at 3 blocks (so grid-stride lo
 with an uncapped grid (one element per thread).
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import launch, modules, sources
+from toolkit.cuda import launch, modules
 from toolkit.cuda.host import harness
 from toolkit.ops.activations import gpu, reference
 
@@ -28,18 +26,13 @@ pytestmark = requires_cxx
 ELEMENTWISE = reference.ELEMENTWISE
 PARAMS = {"binary_step": {"threshold": 0.3}, "bipolar_step": {"threshold": -0.2},
           "sigmoid": {"steepness": 2.0}, "bipolar_sigmoid": {"steepness": 0.5}, "leaky_relu": {"alpha": 0.1}}
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 
 
 def full_params(name, **extra):
     return {**reference.PARAMETERS.get(name, {}), **PARAMS.get(name, {}), **extra}
 
 
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, activations_host):
-    order, max_blocks = request.param
-    return harness.target(activations_host, order=order, max_grid_blocks=max_blocks)
+target = scheduled_targets("activations_host")
 
 
 def check_pair(target, name, x, dy, params):
@@ -51,6 +44,19 @@ def check_pair(target, name, x, dy, params):
     assert_close(y, y_ref, **tolerance(dtype), name=f"{name} forward")
     assert_close(gpu.backward_on(target, dy, cache), reference.backward(dy, cache_ref), **tolerance(dtype),
                  name=f"{name} backward")
+
+
+def check_special_values(target, name, x):
+    """An elementwise activation and its derivative (dy = 1) on NaN/Inf inputs: the reference's values (NaN where
+    it has NaN) within 1e-12."""
+    params = reference.PARAMETERS.get(name, {})
+    y, cache = gpu.forward_on(target, name, x, **params)
+    y_ref, cache_ref = reference.forward(name, x, **params)
+    assert_close(y, y_ref, atol=1e-12, rtol=1e-12, name=name)
+    dy = np.ones_like(x)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's derivative is NaN by IEEE
+        expected = reference.backward(dy, cache_ref)
+    assert_close(gpu.backward_on(target, dy, cache), expected, atol=1e-12, rtol=1e-12, name=name)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -97,15 +103,7 @@ def test_large_inputs_do_not_overflow(target, name, dtype):
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_nan_and_inf_follow_ieee(target, name):
-    x = np.array([np.nan, np.inf, -np.inf, 0.5, -0.0])
-    params = reference.PARAMETERS.get(name, {})
-    y, cache = gpu.forward_on(target, name, x, **params)
-    y_ref, cache_ref = reference.forward(name, x, **params)
-    assert_close(y, y_ref, atol=1e-12, rtol=1e-12, name=name)
-    dy = np.ones_like(x)
-    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's derivative is NaN by IEEE
-        expected = reference.backward(dy, cache_ref)
-    assert_close(gpu.backward_on(target, dy, cache), expected, atol=1e-12, rtol=1e-12, name=name)
+    check_special_values(target, name, np.array([np.nan, np.inf, -np.inf, 0.5, -0.0]))
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
@@ -151,15 +149,7 @@ def test_launch_math_exercised_by_these_tests():
        x=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12),
                     elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
 def test_property_elementwise_kernels(activations_host, name, order, x):
-    target = harness.target(activations_host, order=order)
-    params = reference.PARAMETERS.get(name, {})
-    y, cache = gpu.forward_on(target, name, x, **params)
-    y_ref, cache_ref = reference.forward(name, x, **params)
-    assert_close(y, y_ref, atol=1e-12, rtol=1e-12, name=name)
-    dy = np.ones_like(x)
-    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's derivative is NaN by IEEE
-        expected = reference.backward(dy, cache_ref)
-    assert_close(gpu.backward_on(target, dy, cache), expected, atol=1e-12, rtol=1e-12, name=name)
+    check_special_values(harness.target(activations_host, order=order), name, x)
 
 
 @given(x=hnp.arrays(np.float32, st.one_of(hnp.array_shapes(min_dims=1, max_dims=2, max_side=70),  # rows of 1..70
@@ -191,38 +181,6 @@ def test_portable_ucontext_fibers_give_the_same_results(order, rng):
         check_pair(target, name, x, random_array(rng, shape), full_params(name, **extra))
 
 
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("activations")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for name, shape in [("sigmoid", (1025,)), ("softmax", (40, 70)), ("log_softmax", (3, 33))]:
         x = random_array(rng, shape, scale=3.0)
@@ -232,10 +190,5 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
         y_ref, cache_ref = reference.forward(name, x, **params)
         assert_close(y, y_ref, **tolerance(np.float64), name=name)
         assert_close(gpu.backward(dy, cache), reference.backward(dy, cache_ref), **tolerance(np.float64), name=name)
-    path = sources.op_source("activations")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "activations")
     assert modules.target("activations").max_grid_blocks == modules.BLOCKS_PER_SM

@@ -14,8 +14,6 @@ the grid capped at 3 blocks (grid-stride loops loop), and forward with an uncapp
 
 import inspect
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -23,17 +21,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, requires_cxx, scheduled_targets, SCHEDULES
 from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import launch, modules, sources
+from toolkit.cuda import launch, sources
 from toolkit.cuda.host import harness
 from toolkit.ops import attention as att
 from toolkit.ops.attention import cpu, gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 # (N, Tq, Tk, d, dv)
 SHAPES = [
     (1, 1, 1, 1, 1),        # one token: every tile is almost all padding
@@ -45,15 +42,8 @@ SHAPES = [
 MASKS = [None, "causal", "shared", "per_batch"]
 
 
-@pytest.fixture(scope="module")
-def attention_host():
-    return harness.load("attention")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, attention_host):
-    order, max_blocks = request.param
-    return harness.target(attention_host, order=order, max_grid_blocks=max_blocks)
+attention_host = host_build("attention")
+target = scheduled_targets("attention_host")
 
 
 def make_mask(kind, n, tq, tk, rng):
@@ -299,38 +289,6 @@ def test_property_kernels_match_reference(attention_host, problem_, order):
 
 
 # --- the public path: gpu.forward/backward/scores through a stand-in for CuPy --------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """NumPy arrays and a RawModule that builds the code it is given with the host harness instead of NVRTC:
-    enough to run the public gpu.forward/backward/scores (and the validating public functions) without a GPU."""
-    created = []
-    path = sources.op_source("attention")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     q, k, v, dout = problem(rng, (2, 70, 66, 9, 4), np.float64)
     mask = make_mask("per_batch", 2, 70, 66, rng)
@@ -342,12 +300,7 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
     for name, ours, expected in zip("qkv", gpu.backward(dout, cache), reference.backward(dout, cache_ref)):
         assert_close(ours, expected, **tol, name=f"d{name}")
     assert_close(gpu.scores(q, k, mask, 1 / 3), reference.scores(q, k, mask, 1 / 3), **tol, name="scores")
-    path = sources.op_source("attention")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "attention")
 
 
 def test_public_functions_reach_the_gpu_module(fake_cupy, rng, monkeypatch):

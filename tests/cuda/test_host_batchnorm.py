@@ -10,25 +10,22 @@ schedules: threads and blocks in forward and in reverse order with the grid capp
 with an uncapped grid. Tolerances are tests/helpers.tolerance(dtype).
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import launch, modules, sources
+from tests.ops.test_batchnorm import make_inputs
+from toolkit.cuda import launch, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.batchnorm import gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 SHAPES = [
     (1, 3),          # one row (var = 0), tile width 4
     (5, 7),          # fewer rows than a chunk, width 8
@@ -42,25 +39,8 @@ SHAPES = [
 FIELDS = ("x_hat", "gamma", "mean", "var", "inv_std")
 
 
-@pytest.fixture(scope="module")
-def batchnorm_host():
-    return harness.load("batchnorm")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, batchnorm_host):
-    order, max_blocks = request.param
-    return harness.target(batchnorm_host, order=order, max_grid_blocks=max_blocks)
-
-
-def make_inputs(rng, shape, dtype, *, mean=1.0, scale=2.0):
-    c = shape[-1]
-    x = (random_array(rng, shape, np.float64, scale=scale) + mean).astype(dtype)
-    gamma = random_array(rng, (c,), dtype, scale=1.5)
-    beta = random_array(rng, (c,), dtype)
-    running_mean = random_array(rng, (c,), dtype)
-    running_var = rng.uniform(0.5, 2.0, c).astype(dtype)
-    return x, gamma, beta, running_mean, running_var
+batchnorm_host = host_build("batchnorm")
+target = scheduled_targets("batchnorm_host")
 
 
 def check_pair(target, x, gamma, beta, rm, rv, dy, training, *, momentum=0.9, eps=1e-3, tol=None):
@@ -268,11 +248,7 @@ BROKEN = {
 @pytest.mark.parametrize("bug", [None, *BROKEN])
 def test_broken_kernels_fail_these_checks(bug, rng):
     # bug None: the real source, which must pass the very same checks (the control).
-    path = sources.op_source("batchnorm")
-    text = path.read_text()
-    good, bad = BROKEN[bug] if bug else ("", "")
-    assert bug is None or text.count(good) == 1
-    module = harness.load_source(text.replace(good, bad) if bug else text, name=str(path), include_from=path)
+    module = load_edited("batchnorm", *BROKEN[bug]) if bug else harness.load("batchnorm")
     x = (1e3 + rng.standard_normal((70, 33))).astype(np.float32)  # a large mean: float32 sums lose digits
     _, gamma, beta, rm, rv = make_inputs(rng, x.shape, np.float32)
     failures = 0
@@ -319,38 +295,6 @@ def test_property_kernels(batchnorm_host, shape, order, training, momentum, eps,
 
 
 # --- the public CuPy path, with a stand-in for CuPy that runs the host harness ---------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("batchnorm")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for shape, training in [((5, 7), True), ((2, 3, 4, 33), True), ((9, 2), False)]:
         x, gamma, beta, rm, rv = make_inputs(rng, shape, np.float64)
@@ -364,9 +308,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
             assert_close(ours, theirs, **tolerance(np.float64), name="gradients")
         mean, var = gpu.statistics(x.reshape(-1, shape[-1]))
         assert_close(var, reference.statistics(x)[1], **tolerance(np.float64), name="statistics")
-    path = sources.op_source("batchnorm")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "batchnorm")

@@ -17,24 +17,20 @@ dx, N*OH*OW for dw); sum|products| is the reference run on |x|, |w|, |dy|. db is
 rounded once, so it must be within one rounding (eps |db|) of the float64 sum.
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array
-from toolkit.cuda import launch, modules, sources
+from toolkit.cuda import launch, reduce, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.conv2d import cpu, geometry, gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 # (id, x shape (N, H, W, Cin), w shape (KH, KW, Cin, Cout), stride, padding)
 CASES = [
     ("batch1_valid_one_channel", (1, 5, 5, 1), (3, 3, 1, 1), 1, "valid"),
@@ -69,15 +65,8 @@ def setup(rng, x_shape, w_shape, stride, padding, dtype, bias=True):
     return x, w, b, stride, pads
 
 
-@pytest.fixture(scope="module")
-def conv_host():
-    return harness.load("conv2d")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, conv_host):
-    order, max_blocks = request.param
-    return harness.target(conv_host, order=order, max_grid_blocks=max_blocks)
+conv_host = host_build("conv2d")
+target = scheduled_targets("conv_host")
 
 
 def dot_bound(magnitude, terms, dtype):
@@ -192,8 +181,8 @@ def test_wide_and_narrow_kernels_give_the_same_bits(conv_host, monkeypatch, rng)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_gradient_with_many_chunks(target, monkeypatch, dtype, rng):
-    monkeypatch.setattr(gpu, "SUM_ROWS_PER_CHUNK", 4)  # 37 pixels -> 10 chunks (the last of 1) x 3 groups
-    assert gpu.column_sum_chunks(37) == (4, 10)
+    monkeypatch.setattr(reduce, "SUM_ROWS_PER_CHUNK", 4)  # 37 pixels -> 10 chunks (the last of 1) x 3 groups
+    assert reduce.column_sum_chunks(37) == (4, 10)
     dy = random_array(rng, (1, 37, 1, 70), dtype)
     exact = dy.astype(np.float64).sum(axis=(0, 1, 2))
     assert_close(gpu.bias_gradient_on(target, dy), exact, atol=float(np.finfo(dtype).eps) * np.abs(exact) + 1e-13,
@@ -201,8 +190,8 @@ def test_bias_gradient_with_many_chunks(target, monkeypatch, dtype, rng):
 
 
 def test_column_sum_chunks_grow_for_huge_batches():
-    assert gpu.column_sum_chunks(257) == (256, 2)
-    assert gpu.column_sum_chunks(16 * 224 * 224) == (784, 1024)  # at most SUM_MAX_CHUNKS partials per channel
+    assert reduce.column_sum_chunks(257) == (256, 2)
+    assert reduce.column_sum_chunks(16 * 224 * 224) == (784, 1024)  # at most SUM_MAX_CHUNKS partials per channel
 
 
 def test_results_do_not_depend_on_the_grid(conv_host, rng):
@@ -308,12 +297,8 @@ def test_launch_math_exercised_by_these_tests():
 def test_a_missing_barrier_is_caught(rng):
     # The comparisons above can fail: without the barrier that ends each k step, threads multiply slices
     # the others have not stored yet (shared memory is poisoned with NaN before every block).
-    path = sources.op_source("conv2d")
-    header = (path.parent / "conv2d.cuh").read_text()
-    marker = "__syncthreads();  // next buffer written"
-    assert header.count(marker) == 1
-    broken = harness.load_source(path.read_text(), name="conv2d_broken.cu", include_from=path,
-                                 headers={"conv2d.cuh": header.replace(marker, "// (barrier removed)")})
+    broken = load_edited("conv2d", "__syncthreads();  // next buffer written", "// (barrier removed)",
+                         header="conv2d.cuh")
     x, w, b, stride, pads = setup(rng, (2, 7, 9, 3), (3, 3, 3, 4), 1, "same", np.float64)
     y, _ = gpu.forward_on(harness.target(broken), x, w, b, stride, pads)
     assert not np.allclose(y, reference.forward(x, w, b, stride, pads)[0], equal_nan=False)
@@ -336,38 +321,6 @@ def test_property_conv2d_kernels(conv_host, n, h, wd, cin, cout, kh, kw, sh, sw,
 
 
 # --- the public CuPy path, with a stand-in for CuPy that runs the host harness ---------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("conv2d")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for args, bias in [(((2, 7, 9, 3), (3, 3, 3, 4), 2, "same"), True), (((1, 5, 5, 70), (1, 1, 70, 66), 1, 0), False)]:
         x, w, b, stride, pads = setup(rng, *args, np.float64, bias)
@@ -380,9 +333,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
                 assert got is None
             else:
                 assert_close(got, want, atol=1e-12, rtol=1e-12, name=name)
-    path = sources.op_source("conv2d")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "conv2d")

@@ -14,25 +14,21 @@ of the exact value (per element), so the kernel and the reference (BLAS, in the 
 twice that of each other; the bound is computed per element from |A| |B| in float64.
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array
-from toolkit.cuda import launch, modules, sources
+from toolkit.cuda import launch, reduce, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.dense import gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 # (N, in, out): batch, fan-in (k of the forward product), fan-out.
 SHAPES = [
     (1, 1, 1),        # one element everywhere: every tile is mostly padding
@@ -44,15 +40,8 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def dense_host():
-    return harness.load("dense")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, dense_host):
-    order, max_blocks = request.param
-    return harness.target(dense_host, order=order, max_grid_blocks=max_blocks)
+dense_host = host_build("dense")
+target = scheduled_targets("dense_host")
 
 
 def gemm_bound(a, b, k, dtype, bias=None):
@@ -143,20 +132,20 @@ def test_split_k_depends_on_the_shape_only():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_column_sums_with_many_chunks(target, monkeypatch, dtype, rng):
-    monkeypatch.setattr(gpu, "SUM_ROWS_PER_CHUNK", 4)  # 37 rows -> 10 chunks (the last of 1 row) x 3 groups
-    assert gpu.column_sum_chunks(37) == (4, 10)
+    monkeypatch.setattr(reduce, "SUM_ROWS_PER_CHUNK", 4)  # 37 rows -> 10 chunks (the last of 1 row) x 3 groups
+    assert reduce.column_sum_chunks(37) == (4, 10)
     dy = random_array(rng, (37, 70), dtype)
-    assert_close(gpu.column_sums_on(target, dy), dy.astype(np.float64).sum(axis=0), **sum_tolerance(dy, dtype),
+    assert_close(reduce.column_sums_on(target, dy), dy.astype(np.float64).sum(axis=0), **sum_tolerance(dy, dtype),
                  name="db")
 
 
 def test_column_sum_chunks_grow_for_huge_batches(target, monkeypatch, rng):
-    assert gpu.column_sum_chunks(257) == (256, 2)  # as cpu.py's blocks of 256 rows ...
-    assert gpu.column_sum_chunks(10**6) == (977, 1024)  # ... grown so the last pass adds at most 1024 per column
-    monkeypatch.setattr(gpu, "SUM_MAX_CHUNKS", 3)
-    assert gpu.column_sum_chunks(1000) == (334, 3)
+    assert reduce.column_sum_chunks(257) == (256, 2)  # as cpu.py's blocks of 256 rows ...
+    assert reduce.column_sum_chunks(10**6) == (977, 1024)  # ... grown so the last pass adds at most 1024 per column
+    monkeypatch.setattr(reduce, "SUM_MAX_CHUNKS", 3)
+    assert reduce.column_sum_chunks(1000) == (334, 3)
     dy = random_array(rng, (1000, 2))
-    assert_close(gpu.column_sums_on(target, dy), dy.sum(axis=0), **sum_tolerance(dy, np.float64), name="db")
+    assert_close(reduce.column_sums_on(target, dy), dy.sum(axis=0), **sum_tolerance(dy, np.float64), name="db")
 
 
 def test_results_do_not_depend_on_the_grid(dense_host, rng):
@@ -204,12 +193,7 @@ def test_launch_math_exercised_by_these_tests():
 def test_a_missing_barrier_is_caught(rng):
     # The comparison above can fail: without the barrier that ends each k step, threads multiply slices the
     # others have not stored yet (shared memory is poisoned with NaN before every block).
-    path = sources.op_source("dense")
-    text = path.read_text()
-    marker = "__syncthreads();  // next buffer written"
-    assert text.count(marker) == 1
-    broken = harness.load_source(text.replace(marker, "// (barrier removed)"), name="dense_broken.cu",
-                                 include_from=path)
+    broken = load_edited("dense", "__syncthreads();  // next buffer written", "// (barrier removed)")
     x, W, b, dy = inputs(rng, 33, 65, 17, np.float64)
     y, _ = gpu.forward_on(harness.target(broken), x, W, b)
     assert not np.allclose(y, x @ W + b, equal_nan=False)
@@ -229,38 +213,6 @@ def test_property_dense_kernels(dense_host, n, fan_in, fan_out, bias, dtype, ord
 
 
 # --- the public CuPy path, with a stand-in for CuPy that runs the host harness ---------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("dense")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for shape, bias in [((33, 65, 17), True), ((5, 3, 2), False)]:
         x, W, b, dy = inputs(rng, *shape, np.float64, bias)
@@ -272,9 +224,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
                 assert got is None
             else:
                 assert_close(got, want, atol=1e-12, rtol=1e-12, name=name)
-    path = sources.op_source("dense")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "dense")

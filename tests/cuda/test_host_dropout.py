@@ -10,8 +10,6 @@ its first barrier must fail the same checks: the tests see the shared-memory tra
 """
 
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -19,37 +17,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import random_array
-from toolkit.cuda import launch, modules, sources
+from tests.ops.test_dropout import KNOWN_ANSWERS, SEEDS
+from toolkit.cuda import launch, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.dropout import cpu, gpu, philox, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
-# Random123 known-answer vectors for Philox4x32-10 (kat_vectors): counter, key -> output.
-KNOWN_ANSWERS = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
-SEEDS = [0, 1, 2**32 - 1, 2**32, 0x0123456789ABCDEF, 2**64 - 1]  # the key's high word matters too
 RATES = [0.0, 1 / 3, 0.9, 1 - 1e-7]
 SHAPES = [(1,), (3,), (4,), (5,), (7, 3), (1023,), (1024,), (1025,), (2, 3, 5, 7), (3 * 1024 + 5,)]
 
 
-@pytest.fixture(scope="module")
-def dropout_host():
-    return harness.load("dropout")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, dropout_host):
-    order, max_blocks = request.param
-    return harness.target(dropout_host, order=order, max_grid_blocks=max_blocks)
+dropout_host = host_build("dropout")
+target = scheduled_targets("dropout_host")
 
 
 def bits(a):
@@ -233,11 +216,8 @@ def test_philox_words_rejects_mismatched_rows(target):
 def test_a_missing_barrier_is_caught(order):
     """Without the barrier between writing and reading the shared keep flags, a thread reads flags that
     other threads have not written yet (the harness poisons shared memory): the masks must then differ."""
-    path = sources.op_source("dropout")
-    text = path.read_text()
     barrier = "__syncthreads();  // every flag written before any thread reads another thread's flags"
-    assert text.count(barrier) == 1
-    broken = harness.load_source(text.replace(barrier, "", 1), name=str(path), include_from=path)
+    broken = load_edited("dropout", barrier, "")
     target = harness.target(broken, order=order)
     shape, rate, seed = (2048,), 0.5, 123
     x = np.ones(shape)
@@ -265,38 +245,6 @@ def test_property_bit_identical_to_reference(dropout_host, x, rate, seed, order)
 
 
 # --- the public CuPy path, with a stand-in for CuPy ------------------------------------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward/dropout_mask without a GPU."""
-    created = []
-    path = sources.op_source("dropout")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     x = random_array(rng, (5, 300), np.float32)
     y, cache = gpu.forward(x, 0.3, 2**40 + 1, True)
@@ -304,9 +252,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
     assert_bit_identical(y, y_ref, "public forward")
     assert_bit_identical(gpu.backward(x, cache), reference.backward(x, cache_ref), "public backward")
     assert_mask_equal(gpu.dropout_mask((5, 300), 0.3, 2**40 + 1), cache_ref.mask, "public dropout_mask")
-    path = sources.op_source("dropout")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "dropout")

@@ -10,25 +10,22 @@ reverse order with the grid capped at 3 blocks, and forward with an uncapped gri
 tests/helpers.tolerance(dtype).
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
-from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import modules, sources
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, requires_cxx, scheduled_targets
+from tests.helpers import assert_close, tolerance
+from tests.ops.test_losses import full_params, inputs
+from toolkit.cuda import sources
 from toolkit.cuda.host import harness
 from toolkit.ops.losses import gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 CASES = [("mse", {}), ("mse_half", {}), ("quadratic", {}), ("categorical_crossentropy", {}),
          ("softmax_crossentropy", {}), ("binary_crossentropy", {}), ("binary_crossentropy", {"from_logits": True}),
          ("mape", {})]
@@ -36,43 +33,8 @@ CASE_IDS = [name + ("_logits" if params else "") for name, params in CASES]
 SHAPES = [(1,), (3, 5), (2, 3, 33), (9000,)]  # 9000 elements: 3 chunks of 4096, the last partial
 
 
-@pytest.fixture(scope="module")
-def losses_host():
-    return harness.load("losses")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, losses_host):
-    order, max_blocks = request.param
-    return harness.target(losses_host, order=order, max_grid_blocks=max_blocks)
-
-
-def softmax(z, axis=-1):
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def inputs(name, params, shape, dtype, rng, axis=-1):
-    """A prediction and a target each loss is meant for (probabilities, logits, one-hot/soft targets)."""
-    if name == "categorical_crossentropy":
-        y = softmax(random_array(rng, shape, scale=2.0), axis)
-        t = softmax(random_array(rng, shape, scale=3.0), axis)
-    elif name == "softmax_crossentropy":
-        y = random_array(rng, shape, scale=3.0)
-        t = softmax(random_array(rng, shape, scale=3.0), axis)
-    elif name == "binary_crossentropy":
-        y = random_array(rng, shape, scale=3.0) if params.get("from_logits") else rng.uniform(0.02, 0.98, shape)
-        t = rng.uniform(0, 1, shape)
-    else:
-        y, t = random_array(rng, shape), random_array(rng, shape)
-    return y.astype(dtype), t.astype(dtype)
-
-
-def full_params(name, params, ndim, axis=-1):
-    out = {**reference.PARAMETERS.get(name, {}), **params}
-    if "axis" in out:
-        out["axis"] = axis % ndim
-    return out
+losses_host = host_build("losses")
+target = scheduled_targets("losses_host")
 
 
 def check_pair(target, name, params, y, t, dloss=0.7, tol=None):
@@ -238,38 +200,6 @@ def test_property_loss_kernels(losses_host, case, order, shape, data):
 
 
 # --- the public CuPy path, with a stand-in for CuPy that runs the host harness ---------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("losses")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for (name, params), shape in zip(CASES, [(5,), (3, 4), (2, 3, 4), (4, 10), (6, 300), (33,), (33,), (7, 2)]):
         y, t = inputs(name, params, shape, np.float64, rng)
@@ -278,9 +208,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
         loss_ref, cache_ref = reference.forward(name, y, t, **params)
         assert_close(loss, loss_ref, **tolerance(np.float64), name=name)
         assert_close(gpu.backward(cache, 2.0), reference.backward(cache_ref, 2.0), **tolerance(np.float64), name=name)
-    path = sources.op_source("losses")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "losses")

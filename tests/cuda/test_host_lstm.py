@@ -1,5 +1,6 @@
-"""lstm.cu (and gemm.cuh, shared with the RNN) executed on the CPU by the host harness, through gpu.py's own
-launch code, vs the NumPy reference: forward and BPTT, float32 and float64, with dh, dc_last or both.
+"""lstm.cu (and toolkit/cuda/gemm.cuh, shared with the RNN) executed on the CPU by the host harness, through
+gpu.py's own launch code, vs the NumPy reference: forward and BPTT, float32 and float64, with dh, dc_last or
+both.
 
 Shapes hit every branch: N = 1 and T = 1; odd D and H; H = 9 and 17, not multiples of the 8 hidden units
 of a fused forward tile (whose four gate blocks then straddle the end of each gate's columns) nor of the
@@ -18,18 +19,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array, tolerance
-from tests.cuda.test_host_rnn import fake_cupy  # noqa: F401  (the fixture: a CuPy stand-in on the harness)
-from toolkit.cuda import launch, modules, sources
+from tests.ops.test_lstm import make_inputs
+from toolkit.cuda import gemm, launch, reduce, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.lstm import gpu, reference
-from toolkit.ops.rnn import gpu as rnn_gpu
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 GRAD_NAMES = ("dx", "dh0", "dc0", "dW", "dU", "db")
 # (N, T, D, H)
 SHAPES = [
@@ -44,27 +43,8 @@ SHAPES = [
 UPSTREAM = ["dh and dc_last", "dh only", "dc_last only"]
 
 
-@pytest.fixture(scope="module")
-def lstm_host():
-    return harness.load("lstm")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, lstm_host):
-    order, max_blocks = request.param
-    return harness.target(lstm_host, order=order, max_grid_blocks=max_blocks)
-
-
-def make_inputs(rng, N, T, D, H, dtype=np.float64):
-    """As tests/ops/test_lstm.py: weights scaled by 1/sqrt(fan-in), gates neither all saturated nor at 1/2."""
-    return dict(
-        x=random_array(rng, (N, T, D), dtype),
-        h0=random_array(rng, (N, H), dtype, 0.5),
-        c0=random_array(rng, (N, H), dtype, 0.5),
-        W=random_array(rng, (D, 4 * H), dtype, 1 / np.sqrt(D)),
-        U=random_array(rng, (H, 4 * H), dtype, 1 / np.sqrt(H)),
-        b=random_array(rng, (4 * H,), dtype, 0.5),
-    )
+lstm_host = host_build("lstm")
+target = scheduled_targets("lstm_host")
 
 
 def upstream(rng, N, T, H, dtype, case):
@@ -192,33 +172,34 @@ def test_nan_and_inf_propagate_like_the_reference(target, rng):
 def test_launch_math_exercised_by_these_tests():
     """The shapes above really cover what the module docstring says (guards against a silent change)."""
     fake = launch.Target("probe", np, lambda e: None, max_grid_blocks=3)
-    assert rnn_gpu.step_grid(fake, 33, 9, gpu.UNITS_PER_TILE) == ((3,), (256,))  # 4 forward tiles, 3 blocks
-    assert launch.blocks_for(35, gpu.UNITS_PER_TILE) == 5 and launch.blocks_for(35, rnn_gpu.STEP_TILE) == 2
-    assert 9 % gpu.UNITS_PER_TILE and 17 % gpu.UNITS_PER_TILE and 35 % rnn_gpu.STEP_TILE
-    assert rnn_gpu.split_k(17, 68, 264)[0] == 2 and rnn_gpu.split_k(3, 68, 264)[0] == 2  # dU and dW split
-    assert rnn_gpu.column_sum_chunks(33 * 8)[1] == 2
+    assert gemm.step_grid(fake, 33, 9, gpu.UNITS_PER_TILE) == ((3,), (256,))  # 4 forward tiles, 3 blocks
+    assert launch.blocks_for(35, gpu.UNITS_PER_TILE) == 5 and launch.blocks_for(35, gemm.STEP_TILE) == 2
+    assert 9 % gpu.UNITS_PER_TILE and 17 % gpu.UNITS_PER_TILE and 35 % gemm.STEP_TILE
+    assert gemm.split_k(17, 68, 264)[0] == 2 and gemm.split_k(3, 68, 264)[0] == 2  # dU and dW split
+    assert reduce.column_sum_chunks(33 * 8)[1] == 2
     text = sources.op_source("lstm").read_text()
     assert "constexpr int kUnits = Step::kCols / kGates;  // hidden units per forward tile (8)" in text
-    assert "using StepTiling = Tiling<32, 32, 16, 2, 2>;" in (sources.op_source("lstm").parent / "gemm.cuh").read_text()
+    assert "using StepTiling = Tiling<32, 32, 16, 2, 2>;" in (sources.CUDA_DIR / "gemm.cuh").read_text()
 
 
 def test_the_shared_header_is_the_rnn_one():
-    # lstm/gemm.cuh links to rnn/gemm.cuh: one source, and every cache key of lstm.cu hashes its text.
-    link = sources.op_source("lstm").parent / "gemm.cuh"
-    original = sources.op_source("rnn").parent / "gemm.cuh"
-    assert link.resolve() == original.resolve()
+    # lstm.cu and rnn.cu include the one toolkit/cuda/gemm.cuh (no copy, no link in an op's folder), whose
+    # kernels belong to both modules, and every cache key of lstm.cu hashes its text.
+    shared = sources.CUDA_DIR / "gemm.cuh"
+    for op in ("lstm", "rnn"):
+        path = sources.op_source(op)
+        assert not (path.parent / "gemm.cuh").exists()
+        assert shared in sources.header_files(path)
+        assert {"matmul", "shift_states"} <= set(sources.source_kernels(path))
     path = sources.op_source("lstm")
-    text = original.read_text()
+    text = shared.read_text()
     assert sources.headers_digest(path) != sources.headers_digest(path, {"gemm.cuh": text + "\n// edit"})
 
 
 # --- the tests can fail: a broken copy of the real source is caught -------------------------------------------
 def test_a_missing_barrier_before_the_cell_update_is_caught(rng):
     key = "__syncthreads();  // the whole tile is in z before a thread reads the four gates of its unit"
-    text = sources.op_source("lstm").read_text()
-    assert key in text
-    broken = harness.load_source(text.replace(key, "// " + key), name="lstm_broken.cu",
-                                 include_from=sources.op_source("lstm"))
+    broken = load_edited("lstm", key, "// " + key)
     # N = 33: the block's last threads own live rows too, so the reverse order reads unwritten z as well.
     args = make_inputs(rng, 33, 2, 4, 9)
     dh, dc_last = upstream(rng, 33, 2, 9, np.float64, "dh and dc_last")
@@ -239,7 +220,7 @@ def test_property_kernels_match_reference(lstm_host, N, T, D, H, case, order, dt
 
 
 # --- the public CuPy path, wired to the host harness through a fake CuPy ------------------------------------
-def test_public_gpu_path_wiring(fake_cupy, rng):  # noqa: F811
+def test_public_gpu_path_wiring(fake_cupy, rng):
     args = make_inputs(rng, 3, 4, 5, 7)
     dh, dc_last = upstream(rng, 3, 4, 7, np.float64, "dh and dc_last")
     h, c, cache = gpu.forward(**args)
@@ -249,9 +230,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):  # noqa: F811
     expected = reference.backward(dh, cache_ref, dc_last)
     for name, a, b in zip(GRAD_NAMES, gpu.backward(dh, cache, dc_last), expected):
         assert_close(a, b, **tolerance(np.float64), name=name)
-    path = sources.op_source("lstm")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "lstm")

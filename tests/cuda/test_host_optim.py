@@ -10,8 +10,6 @@ forward with an uncapped grid.
 """
 
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -19,16 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import random_array
-from toolkit.cuda import compile_check, modules, sources
+from toolkit.cuda import compile_check, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.optim import cpu, gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 SHAPES = [(1,), (31,), (33,), (1025,), (3, 5, 7)]
 SGD_VARIANTS = [  # (momentum, nesterov, with velocity)
     (0.0, False, False),  # plain gradient descent, no state
@@ -38,15 +35,8 @@ SGD_VARIANTS = [  # (momentum, nesterov, with velocity)
 ]
 
 
-@pytest.fixture(scope="module")
-def optim_host():
-    return harness.load("optim")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, optim_host):
-    order, max_blocks = request.param
-    return harness.target(optim_host, order=order, max_grid_blocks=max_blocks)
+optim_host = host_build("optim")
+target = scheduled_targets("optim_host")
 
 
 def assert_same_bits(ours, theirs, name):
@@ -210,11 +200,7 @@ BROKEN = {
 @pytest.mark.parametrize("bug", [None, *BROKEN])
 def test_broken_kernels_fail_these_checks(bug, rng):
     # bug None: the real source, which must pass the very same checks (the control).
-    path = sources.op_source("optim")
-    text = path.read_text()
-    good, bad = BROKEN[bug] if bug else ("", "")
-    assert bug is None or text.count(good) == 1
-    module = harness.load_source(text.replace(good, bad) if bug else text, name=str(path), include_from=path)
+    module = load_edited("optim", *BROKEN[bug]) if bug else harness.load("optim")
     target = harness.target(module)
     n = 1025
     grads = [random_array(rng, (n,)) for _ in range(2)]
@@ -257,38 +243,6 @@ def test_property_updates_bit_for_bit(optim_host, shape, dtype, order, optimizer
 
 
 # --- the public CuPy path, with a stand-in for CuPy that runs the host harness ---------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.sgd_update/adam_update -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("optim")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for dtype in (np.float32, np.float64):
         param, grad = random_array(rng, (40, 9), dtype), random_array(rng, (40, 9), dtype)
@@ -302,9 +256,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
         reference.sgd_update(expected[0], grad, None, 0.01, 0.0, False)
         for ours, theirs, name in zip((param, m, v, velocity), expected, ("param", "m", "v", "velocity")):
             assert_same_bits(ours, theirs, name)
-    path = sources.op_source("optim")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "optim")

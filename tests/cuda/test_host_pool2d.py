@@ -14,25 +14,21 @@ also checked to be bit-identical to cpu.py on a subset of cases (the gather has 
 depends on the schedule). Numba calls are costly on a loaded box, hence the subset.
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import launch, modules, sources
+from toolkit.cuda import launch
 from toolkit.cuda.host import harness
 from toolkit.ops.pool2d import cpu, geometry, gpu, reference
 
 pytestmark = requires_cxx
 
 MODES = reference.MODES
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 # (x shape (N, H, W, C), pool_size, stride, padding)
 CASES = [
     ((1, 2, 2, 1), 2, None, "valid"),  # one output element
@@ -59,15 +55,8 @@ def normalised(x_shape, pool_size, stride, padding):
     return pool_pair, stride_pair, pads
 
 
-@pytest.fixture(scope="module")
-def pool2d_host():
-    return harness.load("pool2d")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, pool2d_host):
-    order, max_blocks = request.param
-    return harness.target(pool2d_host, order=order, max_grid_blocks=max_blocks)
+pool2d_host = host_build("pool2d")
+target = scheduled_targets("pool2d_host")
 
 
 def check_against_reference(target, x, dy_rng, args):
@@ -260,38 +249,6 @@ def test_property_any_geometry_matches_reference(pool2d_host, config, mode, orde
 
 
 # --- the public CuPy path, with a stand-in for CuPy ------------------------------------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-    path = sources.op_source("pool2d")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     for mode in MODES:
         x = random_array(rng, (2, 7, 6, 3), scale=2.0)
@@ -301,9 +258,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
         assert_close(y, y_ref, **tolerance(np.float64), name=mode)
         dy = random_array(rng, y.shape)
         assert_close(gpu.backward(dy, cache), reference.backward(dy, cache_ref), **tolerance(np.float64), name=mode)
-    path = sources.op_source("pool2d")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "pool2d")

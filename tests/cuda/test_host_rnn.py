@@ -1,4 +1,4 @@
-"""rnn.cu (and gemm.cuh) executed on the CPU by the host harness, through gpu.py's own launch code, vs the
+"""rnn.cu (and toolkit/cuda/gemm.cuh) executed on the CPU by the host harness, through gpu.py's own launch code, vs the
 NumPy reference: forward (with and without read-out) and BPTT, float32 and float64.
 
 Shapes hit every branch: N = 1 and T = 1; odd D and H; H not a multiple of the 32-wide step tile (35, 66)
@@ -16,25 +16,21 @@ and its small elements are differences of large ones, so an absolute error relat
 meaningful bound (float32: 1e-5 of max|value| + 1e-4 relative; float64: 1e-12 and 1e-10).
 """
 
-import sys
-import types
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.cuda.conftest import requires_cxx
+from tests.cuda import fakes
+from tests.cuda.conftest import host_build, load_edited, requires_cxx, scheduled_targets
 from tests.helpers import assert_close, random_array, tolerance
-from toolkit.cuda import launch, modules, sources
+from tests.ops.test_rnn import make_inputs
+from toolkit.cuda import gemm, launch, reduce, sources
 from toolkit.cuda.host import harness
 from toolkit.ops.rnn import gpu, reference
 
 pytestmark = requires_cxx
 
-SCHEDULES = [("forward", harness.HOST_MAX_GRID_BLOCKS), ("reverse", harness.HOST_MAX_GRID_BLOCKS),
-             ("forward", 1 << 20)]
 GRAD_NAMES = ("dx", "dh0", "dW_xh", "dW_hh", "db_h", "dW_hy", "db_y")
 # (N, T, D, H, O); O None = no read-out.
 SHAPES = [
@@ -47,28 +43,8 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rnn_host():
-    return harness.load("rnn")
-
-
-@pytest.fixture(scope="module", params=SCHEDULES, ids=lambda s: f"{s[0]}-{'capped' if s[1] < 100 else 'full'}")
-def target(request, rnn_host):
-    order, max_blocks = request.param
-    return harness.target(rnn_host, order=order, max_grid_blocks=max_blocks)
-
-
-def make_inputs(rng, N, T, D, H, O, dtype=np.float64, readout_bias=True):
-    """As tests/ops/test_rnn.py: weights scaled by 1/sqrt(fan-in), neither saturated nor exploding."""
-    return dict(
-        x=random_array(rng, (N, T, D), dtype),
-        h0=random_array(rng, (N, H), dtype, 0.5),
-        W_xh=random_array(rng, (D, H), dtype, 1 / np.sqrt(D)),
-        W_hh=random_array(rng, (H, H), dtype, 0.9 / np.sqrt(H)),
-        b_h=random_array(rng, (H,), dtype, 0.3),
-        W_hy=None if O is None else random_array(rng, (H, O), dtype, 1 / np.sqrt(H)),
-        b_y=None if O is None or not readout_bias else random_array(rng, (O,), dtype, 0.3),
-    )
+rnn_host = host_build("rnn")
+target = scheduled_targets("rnn_host")
 
 
 def upcast(args):
@@ -176,7 +152,7 @@ def test_matmul_every_layout(target, m, n, k, a_t, b_t, dtype, rng):
     exact = op_a.astype(np.float64) @ op_b.astype(np.float64)
     lda, ldb = a.shape[1], b.shape[1]
     for extra in ({}, {"bias": bias}, {"addend": addend}):
-        out = gpu.matmul_on(target, a, b, m, n, k, lda=lda, ldb=ldb, a_transposed=a_t, b_transposed=b_t, **extra)
+        out = gemm.matmul_on(target, a, b, m, n, k, lda=lda, ldb=ldb, a_transposed=a_t, b_transposed=b_t, **extra)
         expected = exact + extra.get("bias", 0.0) + extra.get("addend", 0.0)
         # k products in any order: within (k + 1) eps sum|a b| of the exact value, here per element
         bound = (k + 2) * float(np.finfo(dtype).eps) * (np.abs(op_a) @ np.abs(op_b) + np.abs(expected))
@@ -185,24 +161,24 @@ def test_matmul_every_layout(target, m, n, k, a_t, b_t, dtype, rng):
 
 
 def test_split_k_depends_on_the_shape_only():
-    assert gpu.split_k(64, 64, 127) == (1, 127)  # too shallow to split
-    assert gpu.split_k(5, 4, 300) == (2, 160)  # one tile, k = 300: 2 slices of 10 k steps
-    assert gpu.split_k(66, 66, 264) == (2, 144)  # dW_hh of SHAPES' last entry
-    assert gpu.split_k(512, 512, 6400) == (2, 3200)  # dW_hh of N = 64, T = 100, H = 512: 64 tiles x 2
-    assert gpu.split_k(256, 256, 6400) == (8, 800)  # ... H = 256: 16 tiles x 8
-    assert gpu.split_k(1024, 1024, 10**6) == (1, 10**6)  # 256 tiles: enough blocks without splitting
-    splits, per = gpu.split_k(3, 2, 10**5)
-    assert splits == gpu.MAX_SPLITS and per % gpu.TILE_K == 0 and (splits - 1) * per < 10**5 <= splits * per
+    assert gemm.split_k(64, 64, 127) == (1, 127)  # too shallow to split
+    assert gemm.split_k(5, 4, 300) == (2, 160)  # one tile, k = 300: 2 slices of 10 k steps
+    assert gemm.split_k(66, 66, 264) == (2, 144)  # dW_hh of SHAPES' last entry
+    assert gemm.split_k(512, 512, 6400) == (2, 3200)  # dW_hh of N = 64, T = 100, H = 512: 64 tiles x 2
+    assert gemm.split_k(256, 256, 6400) == (8, 800)  # ... H = 256: 16 tiles x 8
+    assert gemm.split_k(1024, 1024, 10**6) == (1, 10**6)  # 256 tiles: enough blocks without splitting
+    splits, per = gemm.split_k(3, 2, 10**5)
+    assert splits == gemm.MAX_SPLITS and per % gemm.TILE_K == 0 and (splits - 1) * per < 10**5 <= splits * per
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_matmul_with_shallow_forced_splits(target, monkeypatch, dtype, rng):
     # k = 65 in 5 slices of 16 (the last 1 deep), bias and addend added once, in the slice sum.
-    monkeypatch.setattr(gpu, "SPLIT_MIN_DEPTH", 13)
-    assert gpu.split_k(33, 17, 65) == (5, 16)
+    monkeypatch.setattr(gemm, "SPLIT_MIN_DEPTH", 13)
+    assert gemm.split_k(33, 17, 65) == (5, 16)
     a, b = random_array(rng, (33, 65), dtype), random_array(rng, (65, 17), dtype)
     bias, addend = random_array(rng, (17,), dtype), random_array(rng, (33, 17), dtype)
-    out = gpu.matmul_on(target, a, b, 33, 17, 65, lda=65, ldb=17, bias=bias, addend=addend)
+    out = gemm.matmul_on(target, a, b, 33, 17, 65, lda=65, ldb=17, bias=bias, addend=addend)
     expected = a.astype(np.float64) @ b + bias + addend
     bound = 67 * float(np.finfo(dtype).eps) * (np.abs(a) @ np.abs(b) + np.abs(expected))
     assert_close(out, expected, atol=bound, rtol=0, name="split-k matmul")
@@ -210,18 +186,18 @@ def test_matmul_with_shallow_forced_splits(target, monkeypatch, dtype, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_column_sums_with_many_chunks(target, monkeypatch, dtype, rng):
-    monkeypatch.setattr(gpu, "SUM_ROWS_PER_CHUNK", 4)  # 37 rows -> 10 chunks (the last of 1 row) x 3 groups
-    assert gpu.column_sum_chunks(37) == (4, 10)
+    monkeypatch.setattr(reduce, "SUM_ROWS_PER_CHUNK", 4)  # 37 rows -> 10 chunks (the last of 1 row) x 3 groups
+    assert reduce.column_sum_chunks(37) == (4, 10)
     x = random_array(rng, (37, 70), dtype)
     exact = x.astype(np.float64).sum(axis=0)
     # float64 partial sums (error at most rows eps64 sum|x|, like the exact reference's), rounded once to dtype
     bound = float(np.finfo(dtype).eps) * np.abs(exact) + 2 * 37 * float(np.finfo(np.float64).eps) * np.abs(x).sum(0)
-    assert_close(gpu.column_sums_on(target, x), exact, atol=bound, rtol=0, name="column sums")
+    assert_close(reduce.column_sums_on(target, x), exact, atol=bound, rtol=0, name="column sums")
 
 
 def test_shift_states(target, rng):
     h0, h = random_array(rng, (3, 4)), random_array(rng, (3, 5, 4))
-    previous = gpu.shift_states_on(target, h0, h)
+    previous = gemm.shift_states_on(target, h0, h)
     assert np.array_equal(previous, np.concatenate([h0[:, None], h[:, :-1]], axis=1))
 
 
@@ -256,21 +232,20 @@ def test_nan_and_inf_propagate_like_the_reference(target, rng):
 
 def test_launch_math_exercised_by_these_tests():
     """The shapes above really cover what the module docstring says (guards against a silent change)."""
-    assert (gpu.STEP_TILE, gpu.WIDE_TILE, gpu.TILE_K, harness.HOST_MAX_GRID_BLOCKS) == (32, 64, 16, 3)
+    assert (gemm.STEP_TILE, gemm.WIDE_TILE, gemm.TILE_K, harness.HOST_MAX_GRID_BLOCKS) == (32, 64, 16, 3)
     fake = launch.Target("probe", np, lambda e: None, max_grid_blocks=3)
-    assert gpu.step_grid(fake, 33, 35) == ((3,), (256,))  # 4 step tiles on 3 blocks: grid-strided
-    assert 35 % gpu.STEP_TILE and 66 % gpu.WIDE_TILE and 70 % gpu.WIDE_TILE and 70 > 4 * gpu.TILE_K
-    assert gpu.split_k(66, 66, 33 * 8)[0] == 2 and gpu.split_k(66, 4, 33 * 8)[0] == 2  # dW_hh and dW_hy split
-    assert gpu.column_sum_chunks(33 * 8) == (256, 2)
-    assert gpu.column_sum_chunks(10**6) == (977, 1024)  # chunks grow: the last pass adds at most 1024 per column
-    text = (sources.op_source("rnn").parent / "gemm.cuh").read_text()
+    assert gemm.step_grid(fake, 33, 35) == ((3,), (256,))  # 4 step tiles on 3 blocks: grid-strided
+    assert 35 % gemm.STEP_TILE and 66 % gemm.WIDE_TILE and 70 % gemm.WIDE_TILE and 70 > 4 * gemm.TILE_K
+    assert gemm.split_k(66, 66, 33 * 8)[0] == 2 and gemm.split_k(66, 4, 33 * 8)[0] == 2  # dW_hh and dW_hy split
+    assert reduce.column_sum_chunks(33 * 8) == (256, 2)
+    assert reduce.column_sum_chunks(10**6) == (977, 1024)  # chunks grow: the last pass adds at most 1024 per column
+    text = (sources.CUDA_DIR / "gemm.cuh").read_text()
     assert "using StepTiling = Tiling<32, 32, 16, 2, 2>;" in text
     assert "using WideTiling = Tiling<64, 64, 16, 4, 4>;" in text
     assert "constexpr int kThreads = 256;" in text
 
 
 # --- the tests can fail: broken copies of the real sources are caught ---------------------------------------
-GEMM = sources.op_source("rnn").parent / "gemm.cuh"
 MUTATIONS = {
     "slice read before it is complete": "__syncthreads();  // the slice is complete before anyone multiplies it",
     "slice overwritten while being read": "__syncthreads();  // everyone has read the slice before the next one",
@@ -279,9 +254,7 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
 def test_a_missing_barrier_in_the_product_is_caught(mutation, rng):
-    text = GEMM.read_text()
-    assert MUTATIONS[mutation] in text
-    broken = harness.load("rnn", headers={"gemm.cuh": text.replace(MUTATIONS[mutation], "// " + MUTATIONS[mutation])})
+    broken = load_edited("rnn", MUTATIONS[mutation], "// " + MUTATIONS[mutation], header="gemm.cuh")
     args = make_inputs(rng, 3, 4, 40, 35, 2)  # D = 40 and H = 35: products of several k slices
     dy, dh = random_array(rng, (3, 4, 2)), random_array(rng, (3, 4, 35))
     for order in ("forward", "reverse"):
@@ -305,39 +278,6 @@ def test_property_kernels_match_reference(rnn_host, N, T, D, H, O, bias, order, 
 
 
 # --- the public CuPy path, wired to the host harness through a fake CuPy ------------------------------------
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """A stand-in for CuPy: NumPy arrays, and a RawModule that compiles the code it is given with the host
-    harness instead of NVRTC. Enough to run gpu.forward/backward -- the public path -- without a GPU."""
-    created = []
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.code, self.options, self.name_expressions = code, options, list(name_expressions)
-            op_dir = Path(next(o for o in options if o.startswith("-I"))[2:])  # the op's folder comes first
-            path = sources.op_source(op_dir.name)
-            self.host = harness.load_source(code, name=str(path), include_from=path)
-            created.append(self)
-
-        def get_function(self, expression):
-            assert expression in self.name_expressions, f"{expression} was not among the name expressions"
-            return self.host.get_function(expression)
-
-    fake = types.ModuleType("cupy")
-    fake.__getattr__ = lambda name: getattr(harness.poisoned_numpy, name)
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
-        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"multiProcessorCount": 1}))
-    caches = (modules._module, modules.target, modules._max_grid_blocks)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    yield created
-    for cache in caches:
-        cache.cache_clear()
-
-
 def test_public_gpu_path_wiring(fake_cupy, rng):
     args = make_inputs(rng, 3, 4, 5, 7, 2)
     dy, dh = random_array(rng, (3, 4, 2)), random_array(rng, (3, 4, 7))
@@ -347,9 +287,4 @@ def test_public_gpu_path_wiring(fake_cupy, rng):
     assert_close(y, y_ref, **tolerance(np.float64), name="y")
     for name, a, b in zip(GRAD_NAMES, gpu.backward(dy, dh, cache), reference.backward(dy, dh, cache_ref)):
         assert_close(a, b, **tolerance(np.float64), name=name)
-    path = sources.op_source("rnn")
-    assert len(fake_cupy) == 1  # compiled once per process
-    module = fake_cupy[0]
-    assert module.code == modules.code_for(path)
-    assert module.options == modules.options_for(path)
-    assert module.name_expressions == sources.name_expressions(path.read_text())
+    fakes.assert_compiled_once(fake_cupy, "rnn")

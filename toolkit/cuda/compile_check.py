@@ -8,7 +8,8 @@ Uses NVRTC directly through ``cupy_backends.cuda.libs.nvrtc`` (the nvidia-cuda-n
 for float and double through name expressions, so template code is really compiled. A compile passes
 only when the log is free of warnings and errors: NVRTC prints its warnings by default (with their
 numbers, e.g. ``warning #177-D: variable "i" was declared but never referenced``), and any of them
-fails the check. The project's kernel conventions (sources.convention_problems) are checked too.
+fails the check. The project's kernel conventions (sources.convention_problems) are checked too, in the
+.cu and in the project headers it includes (whose kernels are instantiated with the .cu's own).
 
 Clean compiles are remembered under $TOOLKIT_NVRTC_CACHE (default ~/.cache/nn-toolkit/nvrtc), keyed by
 the source, every header it may include, the options and the NVRTC version: an unchanged file is not
@@ -90,7 +91,7 @@ def check_file(path: Path | str, arch: str) -> Compiled:
     """Compile one .cu for ``arch``; CompileError on a convention problem, an error or any warning."""
     path = Path(path).resolve()
     text = path.read_text()
-    problems = sources.convention_problems(text)
+    problems = sources.unit_convention_problems(text, sources.include_dirs(path))
     if problems:
         raise CompileError(f"{path.name} breaks the kernel conventions (toolkit/cuda/README.md):\n  "
                            + "\n  ".join(problems))
@@ -99,7 +100,7 @@ def check_file(path: Path | str, arch: str) -> Compiled:
     if cache and (cache / f"{key}.json").exists() and (cache / f"{key}.ptx").exists():
         lowered = json.loads((cache / f"{key}.json").read_text())
         return Compiled(path, arch, (cache / f"{key}.ptx").read_bytes(), lowered, "")
-    expressions = sources.name_expressions(text)
+    expressions = sources.source_name_expressions(path)  # the kernels of the included headers too
     ptx, lowered, log = compile_source(text, name=path.name, include_dirs=sources.include_dirs(path), arch=arch,
                                        name_expressions=expressions)
     if _DIAGNOSTIC.search(log):

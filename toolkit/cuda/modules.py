@@ -9,8 +9,9 @@ works on a machine without CuPy or without a GPU.
 
 Cache keys: CuPy caches compiled modules on disk by source text and options, and does not look at
 included headers. The source handed to CuPy therefore starts with a comment holding the hash of every
-header the .cu may include (toolkit/cuda/*.cuh and the op's own headers): editing common.cuh
-recompiles every op. A ``#line 1`` keeps compiler messages pointing at the .cu's own lines.
+header the .cu may include (toolkit/cuda/*.cuh and the op's own headers): editing common.cuh, reduce.cuh
+or gemm.cuh recompiles every op. A ``#line 1`` keeps compiler messages pointing at the .cu's own lines.
+The name expressions cover the kernels of the project headers the .cu includes too (sources.source_kernels).
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ def code_for(path: Path) -> str:
 def _module(path: Path) -> Any:
     import cupy  # deferred: the CPU path and the host harness never import CuPy
 
-    text = path.read_text()
     return cupy.RawModule(code=code_for(path), options=options_for(path),
-                          name_expressions=sources.name_expressions(text))
+                          name_expressions=sources.source_name_expressions(path))
 
 
 def module(op: str) -> Any:

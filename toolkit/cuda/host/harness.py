@@ -9,10 +9,11 @@
     y, cache = gpu.forward_on(target, "softmax", x, axis=-1)   # gpu.py's own launch code, run here
 
 How: one translation unit = ``#include "cuda_host.h"`` + the .cu text + one ``HOSTCUDA_LAUNCHER(kernel, T)``
-line per kernel (names read from the source, sources.kernels) and T in {float, double}; the launcher
-unpacks a ``void* args[]`` into the kernel's parameters by their C++ types, and a generated
-``signature_<kernel>_<T>()`` names those types so that this module checks every argument the way a
-strict RawKernel would (dtype of each array, exact NumPy scalar types: no Python int/float).
+line per kernel (names read from the source and the project headers it includes, sources.unit_kernels)
+and T in {float, double}; the launcher unpacks a ``void* args[]`` into the kernel's parameters by their
+C++ types, and a generated ``signature_<kernel>_<T>()`` names those types so that this module checks
+every argument the way a strict RawKernel would (dtype of each array, exact NumPy scalar types: no Python
+int/float).
 
 The library is built with ``g++ -std=c++20 -O1 ... -Wall -Wextra -Werror`` (CXX_FLAGS) and cached by a
 hash of everything that goes into it under $TOOLKIT_HOST_CACHE (default ~/.cache/nn-toolkit/host);
@@ -102,12 +103,13 @@ def build(text: str, *, name: str, include_dirs: Sequence[Path], headers: dict[s
           defines: Sequence[str] = ()) -> Path:
     """Compile a kernel source into a shared library (cached by content); its path.
 
-    ``headers`` maps file names to replacement texts that take precedence over the real headers
-    (tests use it to break common.cuh on purpose); ``defines`` are -D macros (e.g. HOSTCUDA_USE_UCONTEXT).
+    ``headers`` maps file names to replacement texts that take precedence over the real headers wherever
+    they are included, by the source or by another header (tests use it to break common.cuh or gemm.cuh on
+    purpose); ``defines`` are -D macros (e.g. HOSTCUDA_USE_UCONTEXT).
     """
     flags = (*CXX_FLAGS, *(f"-D{d}" for d in defines))
     headers = dict(headers or {})
-    kernel_names = sources.kernels(text)
+    kernel_names = sources.unit_kernels(text, include_dirs, headers)
     tu = translation_unit(text, name=name, kernel_names=kernel_names)
     cxx = compiler()
     key = hashlib.sha256()
@@ -129,7 +131,15 @@ def build(text: str, *, name: str, include_dirs: Sequence[Path], headers: dict[s
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="build-") as tmp:
         work = Path(tmp)
         # Quoted includes look in the including file's folder first: overrides placed beside the
-        # translation unit win over the real headers.
+        # translation unit win over the real headers. A real header's own includes would still find its
+        # real siblings first (gemm.cuh's "reduce.cuh"), so with overrides every project header is staged
+        # beside them (the first include dir wins a name, as with -I): an override then holds everywhere,
+        # as sources.included_headers assumes, and never meets a second copy of itself.
+        if headers:
+            for d in reversed(include_dirs):
+                for header in Path(d).iterdir():
+                    if header.suffix in sources.HEADER_SUFFIXES and header.is_file():
+                        (work / header.name).write_text(header.read_text())
         for header_name, header_text in headers.items():
             (work / header_name).write_text(header_text)
         (work / "unit.cpp").write_text(tu)
@@ -408,18 +418,20 @@ class HostKernel:
 
 
 class HostModule:
-    """The kernels of one source, compiled for the CPU; mirrors cupy.RawModule.get_function."""
+    """The kernels of one source (and of the project headers it includes), compiled for the CPU; mirrors
+    cupy.RawModule.get_function. ``include_dirs`` and ``headers`` as given to ``build``."""
 
     def __init__(self, library_path: Path, text: str, *, order: str = "forward",
-                 max_shared_mem: int = DEFAULT_MAX_SHARED):
+                 max_shared_mem: int = DEFAULT_MAX_SHARED, include_dirs: Sequence[Path] = (),
+                 headers: dict[str, str] | None = None):
         if order not in ORDERS:
             raise ValueError(f"order must be one of {tuple(ORDERS)}; got {order!r}")
         self.path = library_path
         self.library = _open(library_path)
         self.order = order
         self.max_shared_mem = int(max_shared_mem)
-        self.kernel_names = sources.kernels(text)
-        self.parameter_names = sources.kernel_parameters(text)
+        self.kernel_names = sources.unit_kernels(text, include_dirs, headers)
+        self.parameter_names = sources.unit_kernel_parameters(text, include_dirs, headers)
         self._kernels: dict[str, HostKernel] = {}
 
     def get_function(self, expression: str) -> HostKernel:
@@ -451,7 +463,7 @@ def load_source(text: str, *, name: str = "kernel.cu", include_from: Path | None
     """
     dirs = sources.include_dirs(include_from or sources.COMMON_HEADER)
     path = build(text, name=name, include_dirs=dirs, headers=headers, defines=defines)
-    return HostModule(path, text, order=order)
+    return HostModule(path, text, order=order, include_dirs=dirs, headers=headers)
 
 
 def load(op: str, *, order: str = "forward", headers: dict[str, str] | None = None,

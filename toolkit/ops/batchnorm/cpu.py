@@ -2,8 +2,8 @@
 
 x is viewed as a (M, C) matrix (M = all leading axes, C = features, contiguous in memory), cut into
 at most MAX_CHUNKS blocks of rows. Each kernel is written once for one block (serial); a parallel
-driver runs the blocks in a prange, and inputs too small for threads (one block) call the block
-kernel directly.
+driver runs the blocks in a prange, and inputs too small for threads (one block, or fewer than
+PARALLEL_MIN_SIZE elements) run the block kernel on the calling thread.
 
 Per-feature reductions (mean, variance, dbeta, dgamma) use per-block partials, not a prange over
 feature columns: with C = 3 channels a column prange would use 3 threads and walk memory with
@@ -26,6 +26,10 @@ from .reference import BatchNormCache
 
 MAX_CHUNKS = 64  # upper bound on row blocks: enough for any thread count we run on
 MIN_CHUNK_ELEMENTS = 1 << 14  # a block smaller than this costs more in thread hand-off than it saves
+# Below this many elements the blocks run one after another on the calling thread (the same blocks in
+# the same order: the same bits). About 0.5 ms of work: waking Numba's threads costs more than that
+# for smaller inputs, and on a busy machine a parallel region can wait milliseconds for a thread.
+PARALLEL_MIN_SIZE = 1 << 20
 
 
 def _row_blocks(m: int, c: int) -> tuple[int, int]:
@@ -115,8 +119,9 @@ def _update_running(running, batch_stat, momentum):
 def _column_sums(a: np.ndarray, center: np.ndarray, square: bool) -> np.ndarray:
     rows, blocks = _row_blocks(*a.shape)
     partial = np.zeros((blocks, a.shape[1]), dtype=np.float64)
-    if blocks == 1:
-        _sum_block(a, center, square, 0, a.shape[0], partial[0])
+    if blocks == 1 or a.size < PARALLEL_MIN_SIZE:
+        for k in range(blocks):
+            _sum_block(a, center, square, k * rows, min(a.shape[0], (k + 1) * rows), partial[k])
     else:
         _sum_blocks(a, center, square, rows, partial)
     return partial.sum(axis=0)  # blocks added in order: deterministic
@@ -147,8 +152,8 @@ def forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np
     y = np.empty_like(x)
     args = (x2, mean, inv_std, gamma, beta, x_hat.reshape(-1, c), y.reshape(-1, c))
     rows, blocks = _row_blocks(*x2.shape)
-    if blocks == 1:
-        _normalize_block(*args, 0, x2.shape[0])
+    if blocks == 1 or x2.size < PARALLEL_MIN_SIZE:
+        _normalize_block(*args, 0, x2.shape[0])  # elementwise: one call over all rows
     else:
         _normalize_blocks(*args, rows, blocks)
     return y, BatchNormCache(x_hat, gamma.copy(), mean, var64.astype(dtype), inv_std, bool(training))
@@ -162,15 +167,17 @@ def backward(dy: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndar
     m = dy2.shape[0]
     rows, blocks = _row_blocks(m, c)
     partial = np.zeros((blocks, 2, c), dtype=np.float64)
-    if blocks == 1:
-        _gradient_sum_block(dy2, x_hat2, 0, m, partial[0])
+    parallel = blocks > 1 and dy2.size >= PARALLEL_MIN_SIZE
+    if not parallel:
+        for k in range(blocks):
+            _gradient_sum_block(dy2, x_hat2, k * rows, min(m, (k + 1) * rows), partial[k])
     else:
         _gradient_sum_blocks(dy2, x_hat2, rows, partial)
     dbeta64, dgamma64 = partial.sum(axis=0)
     dx = np.empty_like(dy)
     args = (dy2, x_hat2, gamma * inv_std, (dbeta64 / m).astype(dtype), (dgamma64 / m).astype(dtype),
             bool(training), dx.reshape(-1, c))
-    if blocks == 1:
+    if not parallel:
         _input_gradient_block(*args, 0, m)
     else:
         _input_gradient_blocks(*args, rows, blocks)

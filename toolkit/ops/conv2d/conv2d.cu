@@ -20,15 +20,16 @@
 //             multiplied by w, so a non-finite weight gives 0 * Inf = NaN there (see gpu.py).
 //   dw        dw (K x Cout) = P^T (K x M) dy (M x Cout): a product reducing over M (huge: all pixels of
 //             the batch). The launcher splits M into `splits` ranges, each block multiplies its range into
-//             its own slice of a workspace, and sum_slices adds the slices in order 0, 1, ...: no atomics,
+//             its own slice of a workspace, and sum_slices (reduce.cuh) adds the slices in order: no atomics,
 //             the same bits whatever the grid. The split depends on the shapes only (gpu.split_rows).
-//   db        column sums of dy as (M, Cout), in two deterministic stages accumulated in double.
+//   db        column sums of dy as (M, Cout), in two deterministic stages accumulated in double (reduce.cuh).
 //
 // Each product has a wide (128 x 128 tile) and a narrow (128 x 64) kernel: gpu.py takes the narrow one
 // when C has at most 64 columns (Cout, or Cin for dx), where a wide tile would leave half its threads'
 // work in the padding. Indices: element counts and flat offsets are long long; per-image sizes, channel
 // counts and k (< KH*KW*C, the size of w) are int, as the launcher checks.
 #include "conv2d.cuh"
+#include "reduce.cuh"
 
 namespace conv {
 
@@ -414,57 +415,4 @@ conv2d_backward_filter_narrow(const T* __restrict__ x, const T* __restrict__ dy,
     const conv::Geometry g{n_images, height, width, in_channels, out_height, out_width, out_channels,
                            kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left};
     conv::backward_filter_tiles<T, conv::kNarrow>(x, dy, out, g, rows_per_split, splits);
-}
-
-// dw = sum over s of partial[s], slices added in order 0, 1, ...: deterministic.
-template <typename T>
-__global__ void sum_slices(const T* __restrict__ partial, T* __restrict__ out, long long size, int splits) {
-    TK_GRID_STRIDE_LOOP(i, size) {
-        T s = partial[i];
-        for (int p = 1; p < splits; ++p) s += partial[p * size + i];
-        out[i] = s;
-    }
-}
-
-// db, stage 1: partial[chunk, j] = sum of dy[r, j] over the rows r (pixels) of the chunk, in double (a float
-// running sum over N*OH*OW pixels drifts by O(N*OH*OW eps); cpu.py accumulates db in double too). Work
-// item = (row chunk, 32 columns): the 32 lanes of each warp take consecutive columns (coalesced), the warps
-// of the block take every (blockDim.x / 32)-th row of the chunk, then warp 0 adds the warps' sums in order.
-template <typename T>
-__global__ void bias_grad_partial(const T* __restrict__ dy, double* __restrict__ partial, long long rows,
-                                  long long cols, long long rows_per_chunk) {
-    __shared__ double warp_sums[tk::kWarpSize][tk::kWarpSize];  // [warp][lane]
-    const int lane = static_cast<int>(threadIdx.x) % tk::kWarpSize;
-    const int warp = static_cast<int>(threadIdx.x) / tk::kWarpSize;
-    const int warps = static_cast<int>(blockDim.x) / tk::kWarpSize;
-    const long long chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
-    const long long column_groups = (cols + tk::kWarpSize - 1) / tk::kWarpSize;
-    for (long long item = blockIdx.x; item < chunks * column_groups; item += gridDim.x) {
-        const long long chunk = item / column_groups;
-        const long long col = (item % column_groups) * tk::kWarpSize + lane;
-        const long long end = min(rows, (chunk + 1) * rows_per_chunk);
-        double s = 0.0;
-        if (col < cols) {
-            for (long long r = chunk * rows_per_chunk + warp; r < end; r += warps) s += dy[r * cols + col];
-        }
-        warp_sums[warp][lane] = s;
-        __syncthreads();  // every warp's sums written before warp 0 adds them
-        if (warp == 0 && col < cols) {
-            double total = 0.0;
-            for (int v = 0; v < warps; ++v) total += warp_sums[v][lane];
-            partial[chunk * cols + col] = total;
-        }
-        __syncthreads();  // warp 0 done reading before the next item overwrites warp_sums
-    }
-}
-
-// db, stage 2: db[j] = sum over chunks of partial[chunk, j], in chunk order, rounded once to T.
-template <typename T>
-__global__ void bias_grad_finish(const double* __restrict__ partial, T* __restrict__ db, long long chunks,
-                                 long long cols) {
-    TK_GRID_STRIDE_LOOP(j, cols) {
-        double s = 0.0;
-        for (long long chunk = 0; chunk < chunks; ++chunk) s += partial[chunk * cols + j];
-        db[j] = static_cast<T>(s);
-    }
 }

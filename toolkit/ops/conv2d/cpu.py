@@ -22,8 +22,15 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * The batch is processed in chunks of images whose cols matrix fits in CHUNK_BYTES: that bounds the
   extra memory (cols is KH*KW times the size of x). Chunks from 1 MB to the whole batch ran within
   10% of each other single-threaded, so the chunk is kept large: fewer parallel regions and BLAS calls.
-* Small problems run on one thread (see _threads_for): starting a parallel region costs more than
-  their loops.
+* Threads. Small problems run the serial kernels (PARALLEL_MIN_WORK): waking Numba's threads costs
+  more than their loops, and on a busy machine a parallel region can wait milliseconds for a thread
+  that is not scheduled. The matrix products go to NumPy's BLAS through ``matmul``: OpenBLAS runs a
+  product above about 2^19 multiply-adds on its own threads (measured: 128x64x64 uses two, 127x64x64
+  one), and those threads busy-wait after each call, competing with whatever runs next; a product that
+  waited on a descheduled BLAS thread was measured at 1.5 ms instead of 27 us. So products below
+  THREADED_GEMM_MIN_MACS (LeNet-sized ones) are issued as row blocks OpenBLAS runs on the calling
+  thread, and only large ones use its threads. The row blocks give the same values as one call up to
+  float32 rounding (OpenBLAS's summation order differs between its kernels).
 * The GEMM runs in the input dtype (float32 stays float32, as in PyTorch/cuDNN); only db, a sum over
   all N*OH*OW positions, is accumulated in float64 because a long float32 sum loses digits.
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
@@ -33,33 +40,40 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .reference import IEEE_QUIET, Conv2DCache
 
 CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big enough for an efficient GEMM
-PARALLEL_MIN_WORK = 1 << 16  # cols elements below which waking the threads costs more than the loops
+# cols elements (N*OH*OW*K) below which the serial kernels run: about a millisecond of im2col/col2im.
+PARALLEL_MIN_WORK = 1 << 20
+ROW_BLOCKS = 32  # row blocks of a parallel im2col/col2im: a few per thread, to balance uneven rows
 SUM_BLOCKS = 64  # row blocks of the db reduction: enough to balance the threads, few partials to add
+OPENBLAS_SERIAL_MACS = 1 << 18  # a product this small runs on the calling thread (OpenBLAS threads at 2^19)
+THREADED_GEMM_MIN_MACS = 1 << 24  # products this big go to OpenBLAS whole, on its threads (~0.5 ms of work)
 
 
-@njit(cache=True, parallel=True)
-def _im2col(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols):
-    """cols[(n*OH + i)*OW + j, (kh*KW + kw)*C + c] = x[n, i*sh + kh - top, j*sw + kw - left, c], 0 outside x.
+def _parallel(work: int) -> bool:
+    return work >= PARALLEL_MIN_WORK
+
+
+@njit(cache=True)
+def _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, r_start, r_stop):
+    """Output rows r = n*OH + i in [r_start, r_stop) of:
+    cols[(n*OH + i)*OW + j, (kh*KW + kw)*C + c] = x[n, i*sh + kh - top, j*sw + kw - left, c], 0 outside x.
 
     x3 is x viewed as (N, H, W*C), so pixel iw, channel c of a row sits at x3[n, ih, iw*C + c].
 
     The KW pixels of one filter row lie side by side in x, so their KW*C values are one contiguous run:
     copied with a single loop (a memcpy for LLVM) unless the window crosses the left/right border.
     """
-    n_size, h, wc = x3.shape
+    h, wc = x3.shape[1], x3.shape[2]
     w = wc // c_size
     run = kw_size * c_size
-    for r in prange(n_size * oh_size):
+    for r in range(r_start, r_stop):
         n = r // oh_size
         i = r % oh_size
         for j in range(ow_size):
@@ -82,17 +96,18 @@ def _im2col(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, c
                             cols[row, col0 + kw * c_size + c] = x3[n, ih, iw * c_size + c] if inside else 0
 
 
-@njit(cache=True, parallel=True)
-def _col2im(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3):
-    """dx[n, ih, iw, c] += every dcols entry im2col copied from x[n, ih, iw, c]; dx3 is dx as (N, H, W*C), zeroed.
+@njit(cache=True)
+def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, r_start, r_stop):
+    """Input rows r = n*H + ih in [r_start, r_stop) of:
+    dx[n, ih, iw, c] += every dcols entry im2col copied from x[n, ih, iw, c]; dx3 is dx as (N, H, W*C), zeroed.
 
     Gather form: the iteration for (n, ih) finds the (output row i, filter row kh) pairs with
     i*sh + kh - top == ih and adds their runs into row ih of image n only: race-free in parallel.
     """
-    n_size, h, wc = dx3.shape
+    h, wc = dx3.shape[1], dx3.shape[2]
     w = wc // c_size
     run = kw_size * c_size
-    for r in prange(n_size * h):
+    for r in range(r_start, r_stop):
         n = r // h
         ih = r % h
         for kh in range(kh_size):
@@ -117,49 +132,122 @@ def _col2im(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size
                                 dx3[n, ih, iw * c_size + c] += dcols[row, col0 + kw * c_size + c]
 
 
+# The parallel drivers split the rows into ROW_BLOCKS fixed blocks and run the serial kernel on each
+# (disjoint rows, so no race); small problems call the serial kernels on all rows directly.
 @njit(cache=True, parallel=True)
+def _im2col_parallel(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols):
+    rows = x3.shape[0] * oh_size
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):
+        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
+                     min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+@njit(cache=True, parallel=True)
+def _col2im_parallel(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3):
+    rows = dx3.shape[0] * dx3.shape[1]
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):
+        _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                     min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+def _im2col(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, parallel):
+    if parallel:
+        _im2col_parallel(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols)
+    else:
+        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, 0,
+                     x3.shape[0] * oh_size)
+
+
+def _col2im(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, parallel):
+    if parallel:
+        _col2im_parallel(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3)
+    else:
+        _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, 0,
+                     dx3.shape[0] * dx3.shape[1])
+
+
+@njit(cache=True)
 def _add_bias(y2, b):
-    """y2[r, :] += b for every row: NumPy's broadcast add is slow when the rows are short (few channels)."""
-    for r in prange(y2.shape[0]):
+    """y2[r, :] += b for every row: NumPy's broadcast add is slow when the rows are short (few channels).
+    One pass over y, memory-bound: not worth threads."""
+    for r in range(y2.shape[0]):
         for c in range(y2.shape[1]):
             y2[r, c] += b[c]
 
 
-@njit(cache=True, parallel=True)
-def _column_sums(a, blocks):
+@njit(cache=True, inline="always")
+def _sum_block(a, blk, per, partial):
+    for r in range(blk * per, min(a.shape[0], (blk + 1) * per)):
+        for c in range(a.shape[1]):
+            partial[blk, c] += a[r, c]
+
+
+@njit(cache=True)
+def _column_sums_serial(a, blocks):
     """Column sums of a (rows, C) matrix, accumulated in float64: db sums N*OH*OW values per channel.
-
-    Each parallel iteration sums its own block of rows into its own row of partials (no shared
-    accumulator, so no race); the few partial rows are added afterwards.
-    """
-    rows, cols = a.shape
-    per = (rows + blocks - 1) // blocks
-    partial = np.zeros((blocks, cols), dtype=np.float64)
-    for blk in prange(blocks):
-        for r in range(blk * per, min(rows, (blk + 1) * per)):
-            for c in range(cols):
-                partial[blk, c] += a[r, c]
-    total = np.zeros(cols, dtype=np.float64)
+    The same blocks, added in the same order, as the parallel twin: the same bits."""
+    per = (a.shape[0] + blocks - 1) // blocks
+    partial = np.zeros((blocks, a.shape[1]), dtype=np.float64)
     for blk in range(blocks):
-        for c in range(cols):
-            total[c] += partial[blk, c]
-    return total
+        _sum_block(a, blk, per, partial)
+    return partial.sum(axis=0)
 
 
-@contextmanager
-def _threads_for(work: int) -> Iterator[None]:
-    """Run small problems on one thread: a parallel region costs tens of microseconds to start (much
-    more on a busy machine), more than a small convolution's loops. Numba's thread count is per calling
-    thread, so this does not affect other threads."""
-    if work >= PARALLEL_MIN_WORK:
-        yield
-        return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+@njit(cache=True, parallel=True)
+def _column_sums_parallel(a, blocks):
+    """Each parallel iteration sums its own block of rows into its own row of partials (no shared
+    accumulator, so no race); the few partial rows are added afterwards."""
+    per = (a.shape[0] + blocks - 1) // blocks
+    partial = np.zeros((blocks, a.shape[1]), dtype=np.float64)
+    for blk in prange(blocks):
+        _sum_block(a, blk, per, partial)
+    return partial.sum(axis=0)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b (2-D, any strides NumPy's BLAS accepts, e.g. transposed views) on NumPy's BLAS, with
+    the thread policy of the module docstring: a product below THREADED_GEMM_MIN_MACS is cut along its
+    longest dimension into pieces of at most OPENBLAS_SERIAL_MACS multiply-adds, which OpenBLAS runs on
+    the calling thread. Rows of a (m) or columns of b (n) give independent pieces of out; the inner
+    dimension (k, e.g. the N*OH*OW positions summed by dw = cols^T dy) gives partial products to add."""
+    m, k = a.shape
+    n = b.shape[1]
+    macs = m * k * n
+    if macs <= OPENBLAS_SERIAL_MACS or macs >= THREADED_GEMM_MIN_MACS:
+        return np.matmul(a, b, out=out)
+    if m >= n and m >= k:
+        step = max(1, OPENBLAS_SERIAL_MACS // (k * n))
+        for r in range(0, m, step):
+            np.matmul(a[r:r + step], b, out=out[r:r + step])
+    elif n >= k:
+        step = max(1, OPENBLAS_SERIAL_MACS // (m * k))
+        for c in range(0, n, step):
+            np.matmul(a, b[:, c:c + step], out=out[:, c:c + step])
+    else:
+        step = max(1, OPENBLAS_SERIAL_MACS // (m * n))
+        np.matmul(a[:, :step], b[:step], out=out)
+        part = np.empty_like(out)
+        for i in range(step, k, step):
+            out += np.matmul(a[:, i:i + step], b[i:i + step], out=part)
+    return out
+
+
+_scratch = threading.local()
+
+
+def _workspace(count: int, dtype: np.dtype) -> np.ndarray:
+    """A flat scratch array of ``count`` elements for cols/dcols, kept and reused across calls (one per
+    Python thread, so concurrent calls never share it). Why: a fresh multi-megabyte array per call is
+    returned to the OS when freed and page-faults back in on the next call (glibc trims the heap); that
+    cost as much as the im2col itself for LeNet's layers at batch 32. It grows to the largest request
+    (at most twice CHUNK_BYTES) and never leaves this module: only y, dx, dw and db are returned."""
+    nbytes = count * np.dtype(dtype).itemsize
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _scratch.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer[:nbytes].view(dtype)
 
 
 def _is_pointwise(w: np.ndarray, stride, padding) -> bool:
@@ -182,21 +270,21 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     w2 = w.reshape(k, cout)
     y = np.empty((n, oh, ow, cout), dtype=x.dtype)
     y2 = y.reshape(n * oh * ow, cout)  # a view: the product writes straight into y
-    with _threads_for(n * oh * ow * max(k, cout)):
-        if _is_pointwise(w, stride, padding):
-            np.matmul(x.reshape(-1, cin), w2, out=y2)
-        else:
-            per = oh * ow
-            chunk = _chunk_images(n, per, k, x.itemsize)
-            cols = np.empty((chunk * per, k), dtype=x.dtype)
-            x3 = x.reshape(n, x.shape[1], -1)
-            for start in range(0, n, chunk):
-                stop = min(n, start + chunk)
-                c = cols[:(stop - start) * per]
-                _im2col(x3[start:stop], cin, kh, kw, stride[0], stride[1], top, left, oh, ow, c)
-                np.matmul(c, w2, out=y2[start * per:stop * per])
-        if b is not None:
-            _add_bias(y2, b)
+    if _is_pointwise(w, stride, padding):
+        matmul(x.reshape(-1, cin), w2, y2)
+    else:
+        parallel = _parallel(n * oh * ow * k)
+        per = oh * ow
+        chunk = _chunk_images(n, per, k, x.itemsize)
+        cols = _workspace(chunk * per * k, x.dtype).reshape(chunk * per, k)
+        x3 = x.reshape(n, x.shape[1], -1)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            c = cols[:(stop - start) * per]
+            _im2col(x3[start:stop], cin, kh, kw, stride[0], stride[1], top, left, oh, ow, c, parallel)
+            matmul(c, w2, y2[start * per:stop * per])
+    if b is not None:
+        _add_bias(y2, b)
     return y, cache
 
 
@@ -209,27 +297,33 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
     k = kh * kw * cin
     w2 = w.reshape(k, cout)
     dy2 = dy.reshape(n * oh * ow, cout)
-    with _threads_for(n * oh * ow * max(k, cout)):
-        db = _column_sums(dy2, SUM_BLOCKS).astype(dy.dtype) if has_bias else None
-        if _is_pointwise(w, stride, padding):
-            x2 = x.reshape(-1, cin)
-            return (dy2 @ w2.T).reshape(x.shape), (x2.T @ dy2).reshape(w.shape), db
-        dx = np.zeros_like(x)
-        dx3 = dx.reshape(n, x.shape[1], -1)  # a view: col2im writes into dx
-        dw2 = np.zeros((k, cout), dtype=x.dtype)
-        per = oh * ow
-        chunk = _chunk_images(n, per, k, x.itemsize)
-        cols = np.empty((chunk * per, k), dtype=x.dtype)
-        dcols = np.empty_like(cols)
-        x3 = x.reshape(n, x.shape[1], -1)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            rows = slice(start * per, stop * per)
-            c, dc = cols[:(stop - start) * per], dcols[:(stop - start) * per]
-            # dw needs the windows again: recomputing them is one memory pass, cheaper than caching
-            # an (N*OH*OW, K) matrix per layer for the whole forward/backward interval.
-            _im2col(x3[start:stop], cin, kh, kw, stride[0], stride[1], top, left, oh, ow, c)
-            dw2 += c.T @ dy2[rows]
-            np.matmul(dy2[rows], w2.T, out=dc)
-            _col2im(dc, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3[start:stop])
+    parallel = _parallel(n * oh * ow * max(k, cout))
+    db = None
+    if has_bias:
+        db = (_column_sums_parallel if parallel else _column_sums_serial)(dy2, SUM_BLOCKS).astype(dy.dtype)
+    if _is_pointwise(w, stride, padding):
+        x2 = x.reshape(-1, cin)
+        dx2 = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype))
+        return dx2.reshape(x.shape), matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
+    dx = np.zeros_like(x)
+    dx3 = dx.reshape(n, x.shape[1], -1)  # a view: col2im writes into dx
+    dw2 = np.empty((k, cout), dtype=x.dtype)
+    dw_chunk = np.empty_like(dw2)
+    per = oh * ow
+    chunk = _chunk_images(n, per, k, x.itemsize)
+    cols, dcols = _workspace(2 * chunk * per * k, x.dtype).reshape(2, chunk * per, k)
+    x3 = x.reshape(n, x.shape[1], -1)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        rows = slice(start * per, stop * per)
+        c, dc = cols[:(stop - start) * per], dcols[:(stop - start) * per]
+        # dw needs the windows again: recomputing them is one memory pass, cheaper than caching
+        # an (N*OH*OW, K) matrix per layer for the whole forward/backward interval.
+        _im2col(x3[start:stop], cin, kh, kw, stride[0], stride[1], top, left, oh, ow, c, parallel)
+        if start == 0:
+            matmul(c.T, dy2[rows], dw2)
+        else:
+            dw2 += matmul(c.T, dy2[rows], dw_chunk)
+        matmul(dy2[rows], w2.T, dc)
+        _col2im(dc, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3[start:stop], parallel)
     return dx, dw2.reshape(w.shape), db

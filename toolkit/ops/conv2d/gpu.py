@@ -12,7 +12,7 @@ into shared memory, so no (N*OH*OW, KH*KW*Cin) matrix is ever stored:
     y  = P W + b        P = im2col(x) (M x K), W = w as (K, Cout)           M = N*OH*OW, K = KH*KW*Cin
     dx = G W'           G = the dy value each tap of each input pixel meets, W' = w with Cin/Cout swapped
     dw = P^T dy         a reduction over all M pixels: split into ranges, summed in a fixed order
-    db = sum of dy      two deterministic stages in float64 (as cpu.py)
+    db = sum of dy      two deterministic stages in float64 (as cpu.py; toolkit/cuda/reduce.py)
 
 No atomics anywhere: every output element is written by one thread, partial results are added in an
 order fixed by the shapes. The same inputs give the same bits on any GPU and for any grid size.
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ...cuda import launch, modules
+from ...cuda import launch, modules, reduce
 from ...cuda.launch import Target
 from .reference import Conv2DCache
 
@@ -47,9 +47,6 @@ GEMM_THREADS = 256  # conv::kThreads
 SPLIT_TARGET_ITEMS = 256  # dw: split the pixels until about this many (split, tile) work items exist ...
 SPLIT_MIN_ROWS = 256  # ... keeping each range at least 32 k steps deep (the tile's fixed costs amortised) ...
 MAX_SPLITS = 128  # ... and the slice sum (splits * K * Cout reads) small next to the product
-SUM_ROWS_PER_CHUNK = 256  # db: pixels per float64 partial sum ...
-SUM_MAX_CHUNKS = 1024  # ... grown for huge batches so the final pass adds at most this many per channel
-SUM_THREADS = 256
 
 
 def _target() -> Target:
@@ -77,18 +74,8 @@ def split_rows(k: int, cout: int, pixels: int) -> tuple[int, int]:
     pixels of the batch): without a split, five blocks would do all the work. From the shapes alone, so the
     summation order, hence the result, never depends on the device.
     """
-    count = tiles(k, cout)
-    splits = min(MAX_SPLITS, launch.blocks_for(SPLIT_TARGET_ITEMS, count), pixels // SPLIT_MIN_ROWS)
-    if splits <= 1:
-        return 1, pixels
-    per = launch.blocks_for(launch.blocks_for(pixels, splits), TILE_K) * TILE_K
-    return launch.blocks_for(pixels, per), per
-
-
-def column_sum_chunks(rows: int) -> tuple[int, int]:
-    """(rows_per_chunk, chunks) of db's first stage: from the number of pixels alone (deterministic)."""
-    rows_per_chunk = max(SUM_ROWS_PER_CHUNK, launch.blocks_for(rows, SUM_MAX_CHUNKS))
-    return rows_per_chunk, launch.blocks_for(rows, rows_per_chunk)
+    return reduce.split_reduction(tiles(k, cout), pixels, step=TILE_K, target_items=SPLIT_TARGET_ITEMS,
+                                  min_depth=SPLIT_MIN_ROWS, max_splits=MAX_SPLITS)
 
 
 def _geometry(cache: Conv2DCache) -> tuple[np.int32, ...]:
@@ -139,27 +126,14 @@ def filter_gradient_on(target: Target, dy: Any, cache: Conv2DCache) -> Any:
     target.kernel(_variant("conv2d_backward_filter", cout), w.dtype)(
         grid, block, (x, dy, out, *_geometry(cache), launch.i64(per), launch.i32(splits)))
     if splits > 1:
-        sum_grid, sum_block = launch.grid_1d(dw.size, target)
-        target.kernel("sum_slices", w.dtype)(sum_grid, sum_block, (out, dw, launch.i64(dw.size), launch.i32(splits)))
+        reduce.sum_slices_on(target, out, dw)
     return dw
 
 
 def bias_gradient_on(target: Target, dy: Any) -> Any:
-    """db = the sum of dy over batch and positions, deterministic, accumulated in float64."""
-    xp = target.xp
+    """db = the sum of dy over batch and positions (dy as (N*OH*OW, Cout)), deterministic, in float64."""
     cols = dy.shape[-1]
-    rows = dy.size // cols
-    dy2 = dy.reshape(rows, cols)
-    rows_per_chunk, chunks = column_sum_chunks(rows)
-    partial = xp.empty((chunks, cols), dtype=np.float64)
-    items = chunks * launch.blocks_for(cols, launch.WARP_SIZE)
-    target.kernel("bias_grad_partial", dy.dtype)(
-        (min(items, target.max_grid_blocks),), (SUM_THREADS,),
-        (dy2, partial, launch.i64(rows), launch.i64(cols), launch.i64(rows_per_chunk)))
-    db = xp.empty((cols,), dtype=dy.dtype)
-    grid, block = launch.grid_1d(cols, target)
-    target.kernel("bias_grad_finish", dy.dtype)(grid, block, (partial, db, launch.i64(chunks), launch.i64(cols)))
-    return db
+    return reduce.column_sums_on(target, dy.reshape(dy.size // cols, cols))
 
 
 def backward_on(target: Target, dy: Any, cache: Conv2DCache) -> tuple[Any, Any, Any | None]:

@@ -3,7 +3,8 @@
 //   forward   y  = x W + b      gemm(A = x,  B = W,   bias = b)    A (N, in) row-major, B (in, out) row-major
 //   backward  dx = dy W^T       gemm(A = dy, B = W^T)              B read from W's (in, out) storage: transposed
 //             dW = x^T dy       gemm(A = x^T, B = dy)              A read from x's (N, in) storage: transposed
-//             db = sum_n dy     column_sums_partial + column_sums_finish (deterministic, float64 accumulator)
+//             db = sum_n dy     column_sums_partial + column_sums_finish (reduce.cuh: deterministic, float64
+//                               accumulator)
 //
 // gemm computes C (m, n) = A (m, k) B (k, n) (+ bias broadcast over the rows). Transposed operands are read
 // in place through a flag, never materialised. Design (the classic register-blocked SGEMM):
@@ -19,11 +20,12 @@
 //   * tiles are visited in groups of 8 tile-rows (row-major inside a group) so that blocks running at the
 //     same time share panels of A and B in the L2 cache;
 //   * split-k (gpu.py decides, from the shape only): when C has few tiles but k is deep, `splits` blocks
-//     share a tile, each multiplies one k range into its own slice of a workspace, and gemm_split_sum adds
-//     the slices in a fixed order (deterministic: no atomics).
+//     share a tile, each multiplies one k range into its own slice of a workspace, and sum_slices
+//     (reduce.cuh) adds the slices in a fixed order (deterministic: no atomics).
 // Float kernels multiply and accumulate in float (the FMA rounding error of a k-term dot product is
 // bounded by k eps sum|a b|, the same bound as any BLAS); db accumulates in double like cpu.py.
 #include "common.cuh"
+#include "reduce.cuh"
 
 #ifdef TK_HOST_EMULATION
 #define DENSE_UNROLL
@@ -203,60 +205,5 @@ gemm(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bia
                 if (col < n) out[row * n + col] = has_bias ? acc[i][j] + bias[col] : acc[i][j];
             }
         }
-    }
-}
-
-// c = sum over s of partial[s] (+ bias over the rows), slices added in order 0, 1, ...: deterministic.
-// `bias` is never read when has_bias == 0.
-template <typename T>
-__global__ void gemm_split_sum(const T* __restrict__ partial, const T* __restrict__ bias, T* __restrict__ c,
-                               long long size, long long n, int splits, int has_bias) {
-    TK_GRID_STRIDE_LOOP(i, size) {
-        T s = partial[i];
-        for (int p = 1; p < splits; ++p) s += partial[p * size + i];
-        c[i] = has_bias ? s + bias[i % n] : s;
-    }
-}
-
-// db, stage 1: partial[chunk, j] = sum of dy[r, j] over the rows r of the chunk, in double (a float running
-// sum over a large batch drifts by O(N eps); cpu.py accumulates in double too). Work item = (row chunk,
-// 32 columns): the 32 lanes of each warp take consecutive columns (coalesced), the warps of the block take
-// every (blockDim.x / 32)-th row of the chunk, then warp 0 adds the warps' sums in order.
-template <typename T>
-__global__ void column_sums_partial(const T* __restrict__ dy, double* __restrict__ partial, long long rows,
-                                    long long cols, long long rows_per_chunk) {
-    __shared__ double warp_sums[tk::kWarpSize][tk::kWarpSize];  // [warp][lane]
-    const int lane = static_cast<int>(threadIdx.x) % tk::kWarpSize;
-    const int warp = static_cast<int>(threadIdx.x) / tk::kWarpSize;
-    const int warps = static_cast<int>(blockDim.x) / tk::kWarpSize;
-    const long long chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
-    const long long column_groups = (cols + tk::kWarpSize - 1) / tk::kWarpSize;
-    for (long long item = blockIdx.x; item < chunks * column_groups; item += gridDim.x) {
-        const long long chunk = item / column_groups;
-        const long long col = (item % column_groups) * tk::kWarpSize + lane;
-        const long long end = min(rows, (chunk + 1) * rows_per_chunk);
-        double s = 0.0;
-        if (col < cols) {
-            for (long long r = chunk * rows_per_chunk + warp; r < end; r += warps) s += dy[r * cols + col];
-        }
-        warp_sums[warp][lane] = s;
-        __syncthreads();  // every warp's sums written before warp 0 adds them
-        if (warp == 0 && col < cols) {
-            double total = 0.0;
-            for (int w = 0; w < warps; ++w) total += warp_sums[w][lane];
-            partial[chunk * cols + col] = total;
-        }
-        __syncthreads();  // warp 0 done reading before the next item overwrites warp_sums
-    }
-}
-
-// db, stage 2: db[j] = sum over chunks of partial[chunk, j], in chunk order, rounded once to T.
-template <typename T>
-__global__ void column_sums_finish(const double* __restrict__ partial, T* __restrict__ db, long long chunks,
-                                   long long cols) {
-    TK_GRID_STRIDE_LOOP(j, cols) {
-        double s = 0.0;
-        for (long long chunk = 0; chunk < chunks; ++chunk) s += partial[chunk * cols + j];
-        db[j] = static_cast<T>(s);
     }
 }

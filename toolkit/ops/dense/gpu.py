@@ -11,21 +11,20 @@ in place (a flag), so nothing is transposed in memory:
     dW = x^T dy      A = x^T, from x's storage (a_transposed),  B = dy (N, out)
 
 db is a column sum of dy in two deterministic stages (per-chunk partial sums in float64, then the chunks
-added in order): no atomics, the same bits whatever the grid size.
+added in order; toolkit/cuda/reduce.py): no atomics, the same bits whatever the grid size.
 
 Split-k: when C has few 128 x 128 tiles but k is deep (a 256 x 1024 -> 1024 layer has only 16 output
 tiles for a GPU of 100+ SMs; dW of a small layer over a large batch has one or two), the k range is cut
-into ``splits`` slices computed by separate blocks into a workspace and summed in a fixed order. The
-split depends on the shapes only, never on the device, so results do not vary between GPUs.
+into ``splits`` slices computed by separate blocks into a workspace and summed in a fixed order
+(reduce.sum_slices_on). The split depends on the shapes only, never on the device, so results do not vary
+between GPUs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from ...cuda import launch, modules
+from ...cuda import launch, modules, reduce
 from ...cuda.launch import Target
 from .reference import DenseCache
 
@@ -36,9 +35,6 @@ GEMM_THREADS = 256  # dense::kThreads: 16 x 16 threads, 8 x 8 outputs each
 SPLIT_TARGET_ITEMS = 128  # split k until about this many (split, tile) work items exist (about one per SM) ...
 SPLIT_MIN_DEPTH = 128  # ... keeping each slice at least 16 k steps deep (the tile's fixed costs amortised)
 MAX_SPLITS = 16  # the slice sum reads splits * m * n elements: keep that pass small next to the product
-SUM_ROWS_PER_CHUNK = 256  # db: rows per partial sum (as cpu.ROWS_PER_BLOCK) ...
-SUM_MAX_CHUNKS = 1024  # ... grown for huge batches so the final pass adds at most this many per column
-SUM_THREADS = 256
 
 
 def _target() -> Target:
@@ -51,12 +47,8 @@ def _tiles(m: int, n: int) -> int:
 
 def split_k(m: int, n: int, k: int) -> tuple[int, int]:
     """(splits, k_per_split) for C (m, n) = A (m, k) B (k, n): from the shapes alone (deterministic)."""
-    tiles = _tiles(m, n)
-    splits = min(MAX_SPLITS, launch.blocks_for(SPLIT_TARGET_ITEMS, tiles), k // SPLIT_MIN_DEPTH)
-    if splits <= 1:
-        return 1, k
-    k_per_split = launch.blocks_for(launch.blocks_for(k, splits), TILE_K) * TILE_K
-    return launch.blocks_for(k, k_per_split), k_per_split
+    return reduce.split_reduction(_tiles(m, n), k, step=TILE_K, target_items=SPLIT_TARGET_ITEMS,
+                                  min_depth=SPLIT_MIN_DEPTH, max_splits=MAX_SPLITS)
 
 
 def gemm_on(target: Target, a: Any, b: Any, bias: Any | None, *, a_transposed: bool = False,
@@ -80,33 +72,7 @@ def gemm_on(target: Target, a: Any, b: Any, bias: Any | None, *, a_transposed: b
     partial = xp.empty((splits, m, n), dtype=dtype)
     gemm(grid, (GEMM_THREADS,), (a, b, a, partial, launch.i64(m), launch.i64(n), launch.i64(k),
                                  launch.i64(k_per_split), launch.i32(splits), *flags, launch.i32(0)))
-    sum_grid, sum_block = launch.grid_1d(m * n, target)
-    target.kernel("gemm_split_sum", dtype)(
-        sum_grid, sum_block, (partial, bias if has_bias else partial, out, launch.i64(m * n), launch.i64(n),
-                              launch.i32(splits), launch.i32(has_bias)))
-    return out
-
-
-def column_sum_chunks(rows: int) -> tuple[int, int]:
-    """(rows_per_chunk, chunks) of db's first stage: from the batch size alone (deterministic)."""
-    rows_per_chunk = max(SUM_ROWS_PER_CHUNK, launch.blocks_for(rows, SUM_MAX_CHUNKS))
-    return rows_per_chunk, launch.blocks_for(rows, rows_per_chunk)
-
-
-def column_sums_on(target: Target, dy: Any) -> Any:
-    """sum over the rows of dy (N, out) -> (out,), deterministic, accumulated in float64."""
-    xp = target.xp
-    rows, cols = dy.shape
-    rows_per_chunk, chunks = column_sum_chunks(rows)
-    partial = xp.empty((chunks, cols), dtype=np.float64)
-    items = chunks * launch.blocks_for(cols, launch.WARP_SIZE)
-    target.kernel("column_sums_partial", dy.dtype)(
-        (min(items, target.max_grid_blocks),), (SUM_THREADS,),
-        (dy, partial, launch.i64(rows), launch.i64(cols), launch.i64(rows_per_chunk)))
-    db = xp.empty((cols,), dtype=dy.dtype)
-    grid, block = launch.grid_1d(cols, target)
-    target.kernel("column_sums_finish", dy.dtype)(grid, block, (partial, db, launch.i64(chunks), launch.i64(cols)))
-    return db
+    return reduce.sum_slices_on(target, partial, out, bias=bias)
 
 
 def forward_on(target: Target, x: Any, W: Any, b: Any | None) -> tuple[Any, DenseCache]:
@@ -119,7 +85,7 @@ def backward_on(target: Target, dy: Any, cache: DenseCache) -> tuple[Any, Any, A
     x, W, has_bias = cache
     dx = gemm_on(target, dy, W, None, b_transposed=True)
     dW = gemm_on(target, x, dy, None, a_transposed=True)
-    return dx, dW, column_sums_on(target, dy) if has_bias else None
+    return dx, dW, reduce.column_sums_on(target, dy) if has_bias else None
 
 
 def forward(x: Any, W: Any, b: Any | None) -> tuple[Any, DenseCache]:

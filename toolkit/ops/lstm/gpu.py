@@ -1,6 +1,6 @@
-"""The LSTM as CUDA kernels (lstm.cu, gemm.cuh) on CuPy arrays. Same functions, signatures and cache type
-(``LSTMCache``) as reference.py and cpu.py; the cache holds CuPy arrays, laid out as the CPU's (gates
-(N, T, 4H) activated, in the order i, f, c, o).
+"""The LSTM as CUDA kernels (lstm.cu, toolkit/cuda/gemm.cuh and reduce.cuh) on CuPy arrays. Same functions,
+signatures and cache type (``LSTMCache``) as reference.py and cpu.py; the cache holds CuPy arrays, laid out
+as the CPU's (gates (N, T, 4H) activated, in the order i, f, c, o).
 
 ``forward``/``backward`` are the public CuPy path; ``forward_on``/``backward_on`` hold all launch code and
 run unchanged on the host harness (NumPy arrays, the kernels compiled for the CPU) in the tests.
@@ -15,8 +15,8 @@ Only the recurrence is sequential, so the work is split by what depends on it (a
 * after the loop, dx, dW, dU and dh0 as one product each (the BPTT sums over time are the k loop of one
   deterministic dot product per element: no float atomics), db as a two-stage float64 column sum.
 
-The products, column sums and state shift are rnn/gpu.py's launchers: lstm.cu defines the same kernels
-from the same gemm.cuh (toolkit/ops/lstm/gemm.cuh links to toolkit/ops/rnn/gemm.cuh).
+The products, column sums and state shift are the shared launchers of toolkit/cuda/gemm.py and reduce.py
+(the RNN uses them too): their kernels come with lstm.cu's includes of gemm.cuh and reduce.cuh.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...cuda import launch, modules
+from ...cuda.gemm import matmul_on, recurrent_gradients_on, step_grid
 from ...cuda.launch import Target
-from ..rnn.gpu import column_sums_on, matmul_on, shift_states_on, step_grid
 from .reference import LSTMCache
 
 OP = "lstm"
@@ -57,10 +57,9 @@ def backward_on(target: Target, dh: Any | None, cache: LSTMCache, dc_last: Any |
     """backward, with the kernels and arrays of ``target``; returns (dx, dh0, dc0, dW, dU, db)."""
     xp = target.xp
     x, h0, c0, W, U, _, h, c, gates = cache
-    N, T, D = x.shape
+    N, T, _ = x.shape
     H = U.shape[0]
-    rows, width = N * T, GATES * H
-    dz = xp.empty((N, T, width), dtype=x.dtype)  # dL/dz_t, the four gates' pre-activations, every step
+    dz = xp.empty((N, T, GATES * H), dtype=x.dtype)  # dL/dz_t, the four gates' pre-activations, every step
     dc_carry = xp.empty((N, H), dtype=x.dtype)  # dL/dc_t carried back; dL/dc0 after the last launch
     step = target.kernel("lstm_step_backward", x.dtype)
     grid, block = step_grid(target, N, H)
@@ -70,12 +69,7 @@ def backward_on(target: Target, dh: Any | None, cache: LSTMCache, dc_last: Any |
     for t in reversed(range(T)):  # each launch reads dz[:, t + 1] and dc_carry, written by the previous one
         step(grid, block, (*upstream, U, c0, c, gates, dz, dc_carry, launch.i64(N), launch.i64(T), launch.i64(H),
                            launch.i64(t), *flags))
-    dh0 = matmul_on(target, dz, U, N, H, width, lda=T * width, ldb=width, b_transposed=True)  # dz_1 U^T
-    h_prev = shift_states_on(target, h0, h)
-    dx = matmul_on(target, dz, W, rows, D, width, lda=width, ldb=width, b_transposed=True).reshape(N, T, D)
-    dW = matmul_on(target, x, dz, D, width, rows, lda=D, ldb=width, a_transposed=True)
-    dU = matmul_on(target, h_prev, dz, H, width, rows, lda=H, ldb=width, a_transposed=True)
-    db = column_sums_on(target, dz.reshape(rows, width))
+    dx, dh0, dW, dU, db = recurrent_gradients_on(target, x, h0, h, dz, W, U)
     return dx, dh0, dc_carry, dW, dU, db
 
 

@@ -15,9 +15,12 @@
 //               dc_carry = dc_t f                 (carried to step t-1; dc_last at t = T-1)
 //             dh0 = dz_0 U^T; dx = dz W^T; dW = x^T dz; dU = h_prev^T dz: products whose k runs over all N*T
 //             rows (the BPTT sums over time inside one deterministic dot product per element); db: a
-//             two-stage column sum in double (gemm.cuh). No atomics anywhere.
+//             two-stage column sum in double (reduce.cuh). No atomics anywhere.
 // The sigmoid is tk::sigmoid (exp of a non-positive number only: no overflow at |z| = 1e4).
+// The whole-matrix kernels come with the includes (the same ones as rnn.cu's): matmul and shift_states
+// (toolkit/cuda/gemm.cuh), sum_slices and column_sums_partial / column_sums_finish (reduce.cuh).
 #include "gemm.cuh"
+#include "reduce.cuh"
 
 namespace lstm {
 
@@ -37,24 +40,6 @@ struct GateColumns {
 };
 
 }  // namespace lstm
-
-// c (m, n) = op(a) op(b) (+ bias over the rows) (+ addend (m, n)); as rnn.cu's matmul (the same gemm.cuh).
-template <typename T>
-__global__ void __launch_bounds__(gemm::kThreads)
-matmul(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, const T* __restrict__ addend,
-       T* __restrict__ c, long long m, long long n, long long k, long long lda, long long ldb, int a_transposed,
-       int b_transposed, long long k_per_split, int splits, int has_bias, int has_addend) {
-    gemm::product(gemm::Operand<T>{a, lda, a_transposed}, gemm::Operand<T>{b, ldb, b_transposed}, bias, addend, c,
-                  m, n, k, k_per_split, splits, has_bias, has_addend);
-}
-
-// c = sum of the split-k slices of matmul in slice order (+ bias) (+ addend): deterministic.
-template <typename T>
-__global__ void matmul_split_sum(const T* __restrict__ partial, const T* __restrict__ bias,
-                                 const T* __restrict__ addend, T* __restrict__ c, long long size, long long n,
-                                 int splits, int has_bias, int has_addend) {
-    gemm::split_sum(partial, bias, addend, c, size, n, splits, has_bias, has_addend);
-}
 
 // One time step forward (see the top). h_{t-1}, c_{t-1} = h0, c0 at t = 0, else step t - 1 of h, c.
 // Work item = (32 batch rows, 8 hidden units); a block reads step t - 1 and writes step t only.
@@ -152,23 +137,4 @@ lstm_step_backward(const T* __restrict__ dh, const T* __restrict__ dc_last, cons
             }
         }
     }
-}
-
-// previous[:, t] = h[:, t - 1], previous[:, 0] = h0 (the state each step started from).
-template <typename T>
-__global__ void shift_states(const T* __restrict__ initial, const T* __restrict__ states, T* __restrict__ previous,
-                             long long batch, long long steps, long long width) {
-    gemm::shift_states(initial, states, previous, batch, steps, width);
-}
-
-template <typename T>
-__global__ void column_sums_partial(const T* __restrict__ x, double* __restrict__ partial, long long rows,
-                                    long long cols, long long rows_per_chunk) {
-    gemm::column_sums_partial(x, partial, rows, cols, rows_per_chunk);
-}
-
-template <typename T>
-__global__ void column_sums_finish(const double* __restrict__ partial, T* __restrict__ sums, long long chunks,
-                                   long long cols) {
-    gemm::column_sums_finish(partial, sums, chunks, cols);
 }

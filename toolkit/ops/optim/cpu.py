@@ -14,7 +14,9 @@ from numba import njit, prange
 
 from .reference import adam_step_size
 
-PARALLEL_MIN_SIZE = 1 << 15  # below this, thread start-up costs more than the loop
+# Below this many parameters the serial kernels run (about 0.5 ms of work): waking Numba's threads costs
+# more than that, and on a busy machine a parallel region can wait milliseconds for a descheduled thread.
+PARALLEL_MIN_SIZE = 1 << 20
 
 PLAIN, MOMENTUM, NESTEROV = 0, 1, 2  # SGD variants
 

@@ -11,30 +11,13 @@
 //             dh0 = delta_0 W_hh^T; dx = delta W_xh^T; dW_xh = x^T delta; dW_hh = h_prev^T delta;
 //             dW_hy = h^T dy: products whose k runs over all N*T rows, so the BPTT sums over time are
 //             inside one deterministic dot product per element (no per-step accumulation, no atomics);
-//             db_h, db_y: two-stage column sums in double (gemm.cuh).
-// The products are gemm.cuh's tiles; the operands are read in place (transposes by a flag, the rows of one
-// time step of an (N, T, H) array by a leading dimension T*H), so nothing is copied except h_prev.
+//             db_h, db_y: two-stage column sums in double (reduce.cuh).
+// The products are toolkit/cuda/gemm.cuh's tiles; the operands are read in place (transposes by a flag, the
+// rows of one time step of an (N, T, H) array by a leading dimension T*H), so nothing is copied except h_prev.
+// The whole-matrix kernels come with the includes (the same ones as lstm.cu's): matmul and shift_states
+// (gemm.cuh), sum_slices and column_sums_partial / column_sums_finish (reduce.cuh).
 #include "gemm.cuh"
-
-// c (m, n) = op(a) op(b) (+ bias over the rows) (+ addend (m, n)); op = transpose where flagged. a is
-// (m, k) with rows lda apart, or its transpose (k, m) with rows lda apart; likewise b with ldb. With
-// splits > 1, c is a (splits, m, n) workspace of partial products over k ranges (gemm::product).
-template <typename T>
-__global__ void __launch_bounds__(gemm::kThreads)
-matmul(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, const T* __restrict__ addend,
-       T* __restrict__ c, long long m, long long n, long long k, long long lda, long long ldb, int a_transposed,
-       int b_transposed, long long k_per_split, int splits, int has_bias, int has_addend) {
-    gemm::product(gemm::Operand<T>{a, lda, a_transposed}, gemm::Operand<T>{b, ldb, b_transposed}, bias, addend, c,
-                  m, n, k, k_per_split, splits, has_bias, has_addend);
-}
-
-// c = sum of the split-k slices of matmul in slice order (+ bias) (+ addend): deterministic.
-template <typename T>
-__global__ void matmul_split_sum(const T* __restrict__ partial, const T* __restrict__ bias,
-                                 const T* __restrict__ addend, T* __restrict__ c, long long size, long long n,
-                                 int splits, int has_bias, int has_addend) {
-    gemm::split_sum(partial, bias, addend, c, size, n, splits, has_bias, has_addend);
-}
+#include "reduce.cuh"
 
 // One time step forward: h[:, t] = tanh(xw[:, t] + h_{t-1} W_hh), h_{t-1} = h0 at t = 0 else h[:, t - 1].
 // Tiles of (batch, hidden) outputs, grid-strided; the block reads step t - 1 of h and writes step t only.
@@ -96,23 +79,4 @@ rnn_step_backward(const T* __restrict__ direct, const T* __restrict__ w_hh, cons
             }
         }
     }
-}
-
-// previous[:, t] = h[:, t - 1], previous[:, 0] = h0 (the state each step started from).
-template <typename T>
-__global__ void shift_states(const T* __restrict__ initial, const T* __restrict__ states, T* __restrict__ previous,
-                             long long batch, long long steps, long long width) {
-    gemm::shift_states(initial, states, previous, batch, steps, width);
-}
-
-template <typename T>
-__global__ void column_sums_partial(const T* __restrict__ x, double* __restrict__ partial, long long rows,
-                                    long long cols, long long rows_per_chunk) {
-    gemm::column_sums_partial(x, partial, rows, cols, rows_per_chunk);
-}
-
-template <typename T>
-__global__ void column_sums_finish(const double* __restrict__ partial, T* __restrict__ sums, long long chunks,
-                                   long long cols) {
-    gemm::column_sums_finish(partial, sums, chunks, cols);
 }

@@ -1,12 +1,10 @@
-// gemm.cuh: the small linear-algebra core of the recurrent layers (rnn.cu, lstm.cu): a tiled
-// shared-memory matrix product C = op(A) op(B) for one tile of C, a deterministic column sum, and the
-// shift that lines h_{t-1} up with step t. Device functions only: the kernels (thin wrappers, instantiated
-// for float and double) live in each .cu, so that NVRTC and the host harness see them.
-//
-// lstm.cu includes this file through toolkit/ops/lstm/gemm.cuh, a symbolic link to this one: the op's
-// own folder is on both include paths (NVRTC and the host harness), and every cache key (CuPy's source
-// comment, the NVRTC check, the host build) hashes the headers of that folder, so an edit here
-// recompiles both ops. (An `#include "../rnn/gemm.cuh"` would compile too, but no cache key would see it.)
+// gemm.cuh: the small linear-algebra core of the recurrent layers (rnn.cu, lstm.cu include it): a tiled
+// shared-memory matrix product C = op(A) op(B) for one tile of C (the per-step kernels call it and fuse
+// their nonlinearity into its epilogue), the `matmul` kernel over whole matrices (split-k finished by
+// reduce.cuh's sum_slices), and the `shift_states` kernel that lines h_{t-1} up with step t. Launchers:
+// toolkit/cuda/gemm.py. The kernels defined here are part of every op whose .cu includes this header
+// (toolkit/cuda/sources.py reads them from here), and every cache key (CuPy's source comment, the NVRTC
+// check, the host build) hashes the headers of toolkit/cuda, so an edit here recompiles both ops.
 //
 // The product, for one BM x BN tile of C whose top-left corner is (row0, column map):
 //   * operands are read in place in either layout (a `transposed` flag and a leading dimension), so
@@ -24,10 +22,11 @@
 //   * outside [0, m) x [0, k) and past the last column the operands read as 0: partial tiles add nothing.
 // Every element of C is one thread's sum over k in a fixed order: no atomics, the same bits on every run.
 // Float products accumulate in float (the rounding error of a k-term dot product is at most about
-// k eps sum|a b| in any order, the bound BLAS gives too); the column sums accumulate in double.
+// k eps sum|a b| in any order, the bound BLAS gives too).
 #pragma once
 
 #include "common.cuh"
+#include "reduce.cuh"
 
 #ifdef TK_HOST_EMULATION
 #define GEMM_UNROLL
@@ -60,7 +59,7 @@ struct Tiling {
 using StepTiling = Tiling<32, 32, 16, 2, 2>;
 // The products over all N*T rows at once (x W before the loop, the weight gradients after it).
 using WideTiling = Tiling<64, 64, 16, 4, 4>;
-constexpr int kThreads = 256;  // both tilings; gpu.GEMM_THREADS
+constexpr int kThreads = 256;  // both tilings; gemm.py GEMM_THREADS
 static_assert(StepTiling::kThreads == kThreads && WideTiling::kThreads == kThreads, "gpu.py launches 256");
 
 // A matrix operand read in place: element (r, s) of the logical matrix is p[r * ld + s], or p[s * ld + r]
@@ -192,7 +191,7 @@ __device__ void multiply_tile(const Operand<T>& a, const Operand<T>& b, long lon
 // blocks running together share a row panel of A). bias / addend are never read when their flag is 0.
 // Split-k (a weight gradient sums over all N*T rows into a few tiles: too few blocks for the GPU): work
 // item = (split s, tile); split s multiplies k range [s k_per_split, (s + 1) k_per_split) into slice s of
-// c (splits m n elements; then bias and addend are off and split_sum finishes).
+// c (splits m n elements; then bias and addend are off and sum_slices finishes).
 template <typename T>
 __device__ void product(const Operand<T>& a, const Operand<T>& b, const T* __restrict__ bias,
                         const T* __restrict__ addend, T* __restrict__ c, long long m, long long n, long long k,
@@ -226,66 +225,25 @@ __device__ void product(const Operand<T>& a, const Operand<T>& b, const T* __res
     }
 }
 
-// c = the slices of a split-k product added in slice order 0, 1, ... (deterministic), + bias, + addend.
-template <typename T>
-__device__ void split_sum(const T* __restrict__ partial, const T* __restrict__ bias, const T* __restrict__ addend,
-                          T* __restrict__ c, long long size, long long n, int splits, int has_bias, int has_addend) {
-    TK_GRID_STRIDE_LOOP(e, size) {
-        T v = partial[e];
-        for (int s = 1; s < splits; ++s) v += partial[s * size + e];
-        if (has_bias) v += bias[e % n];
-        if (has_addend) v += addend[e];
-        c[e] = v;
-    }
-}
+}  // namespace gemm
 
-// Column sums of x (rows, cols), stage 1: partial[chunk, j] = sum of x[r, j] over the rows of the chunk,
-// in double (a float running sum over N*T rows would drift by O(N T eps)). Work item = (chunk, 32 columns):
-// lanes take consecutive columns (coalesced), warps every (blockDim.x / 32)-th row; then warp 0 adds the
-// warps' sums in warp order. blockDim.x: a multiple of 32, at most 1024.
+// c (m, n) = op(a) op(b) (+ bias over the rows) (+ addend (m, n)); op = transpose where flagged. a is
+// (m, k) with rows lda apart, or its transpose (k, m) with rows lda apart; likewise b with ldb. With
+// splits > 1, c is a (splits, m, n) workspace of partial products over k ranges (gemm::product), which
+// sum_slices (reduce.cuh) adds in slice order.
 template <typename T>
-__device__ void column_sums_partial(const T* __restrict__ x, double* __restrict__ partial, long long rows,
-                                    long long cols, long long rows_per_chunk) {
-    __shared__ double warp_sums[tk::kWarpSize][tk::kWarpSize];  // [warp][lane]
-    const int lane = static_cast<int>(threadIdx.x) % tk::kWarpSize;
-    const int warp = static_cast<int>(threadIdx.x) / tk::kWarpSize;
-    const int warps = static_cast<int>(blockDim.x) / tk::kWarpSize;
-    const long long chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
-    const long long groups = (cols + tk::kWarpSize - 1) / tk::kWarpSize;
-    for (long long item = blockIdx.x; item < chunks * groups; item += gridDim.x) {
-        const long long chunk = item / groups;
-        const long long j = item % groups * tk::kWarpSize + lane;
-        const long long end = min(rows, (chunk + 1) * rows_per_chunk);
-        double s = 0.0;
-        if (j < cols) {
-            for (long long r = chunk * rows_per_chunk + warp; r < end; r += warps) s += x[r * cols + j];
-        }
-        warp_sums[warp][lane] = s;
-        __syncthreads();  // every warp's sums are written before warp 0 adds them
-        if (warp == 0 && j < cols) {
-            double total = 0.0;
-            for (int w = 0; w < warps; ++w) total += warp_sums[w][lane];
-            partial[chunk * cols + j] = total;
-        }
-        __syncthreads();  // warp 0 has read them before the next item overwrites them
-    }
-}
-
-// Stage 2: sums[j] = the chunks' partial sums added in chunk order, rounded once to T.
-template <typename T>
-__device__ void column_sums_finish(const double* __restrict__ partial, T* __restrict__ sums, long long chunks,
-                                   long long cols) {
-    TK_GRID_STRIDE_LOOP(j, cols) {
-        double s = 0.0;
-        for (long long chunk = 0; chunk < chunks; ++chunk) s += partial[chunk * cols + j];
-        sums[j] = static_cast<T>(s);
-    }
+__global__ void __launch_bounds__(gemm::kThreads)
+matmul(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, const T* __restrict__ addend,
+       T* __restrict__ c, long long m, long long n, long long k, long long lda, long long ldb, int a_transposed,
+       int b_transposed, long long k_per_split, int splits, int has_bias, int has_addend) {
+    gemm::product(gemm::Operand<T>{a, lda, a_transposed}, gemm::Operand<T>{b, ldb, b_transposed}, bias, addend, c,
+                  m, n, k, k_per_split, splits, has_bias, has_addend);
 }
 
 // previous (N, T, width)[n, t] = states[n, t - 1], and initial[n] at t = 0: the state each step started
 // from, in the layout of the steps, so that a weight gradient sum_t prev_t^T d_t is one product over N*T rows.
 template <typename T>
-__device__ void shift_states(const T* __restrict__ initial, const T* __restrict__ states, T* __restrict__ previous,
+__global__ void shift_states(const T* __restrict__ initial, const T* __restrict__ states, T* __restrict__ previous,
                              long long batch, long long steps, long long width) {
     TK_GRID_STRIDE_LOOP(e, batch * steps * width) {
         const long long j = e % width;
@@ -294,5 +252,3 @@ __device__ void shift_states(const T* __restrict__ initial, const T* __restrict_
         previous[e] = t == 0 ? initial[n * width + j] : states[e - width];
     }
 }
-
-}  // namespace gemm

@@ -1,1 +1,0 @@
-../rnn/gemm.cuh
