@@ -32,8 +32,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
                     "NUMBA_THREADING_LAYER", "CUPY_TF32")
 
 
-class Skipped(Exception):
-    """The case cannot run on this device (e.g. the family has no GPU kernels yet)."""
+Skipped = case_defs.Skipped  # the case cannot run here (no GPU kernels for the family, a missing package)
 
 
 def _torch():
@@ -97,7 +96,12 @@ def machine(device: str, torch) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- running
-def _implementation(op: str, impl: str):
+def _implementation(op: str, impl: str, case=None):
+    if case is not None and case.implementation is not None:
+        found = case.implementation(impl)
+        if found is None:
+            raise Skipped(f"{case.op} {case.name} has no {impl} implementation")
+        return found
     try:
         return case_defs.module(op, impl)
     except ModuleNotFoundError as exc:
@@ -121,7 +125,7 @@ def _torch_inputs(torch, inputs: dict, device: str) -> dict:
 
 def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> list[dict]:
     """One row per phase: the median seconds of ours, the NumPy reference (CPU only) and PyTorch."""
-    ours_mod = _implementation(case.op, "cpu" if device == "cpu" else "gpu")
+    ours_mod = _implementation(case.op, "cpu" if device == "cpu" else "gpu", case)
     inputs = case.make_inputs(np.random.default_rng(0), case.dtype)
     # On the GPU, PyTorch and CuPy both queue on the legacy default stream: the same CUDA events time both.
     timer = time_once if smoke else time_gpu if device == "gpu" else time_cpu
@@ -130,8 +134,8 @@ def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> 
 
         inputs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
     impls = {"ours": case_defs.phases(case, ours_mod, inputs)}
-    if device == "cpu":
-        impls["reference"] = case_defs.phases(case, _implementation(case.op, "reference"), inputs)
+    if device == "cpu" and (case.implementation is None or case.implementation("reference") is not None):
+        impls["reference"] = case_defs.phases(case, _implementation(case.op, "reference", case), inputs)
     if torch is not None and case.torch is not None:
         impls["torch"] = case_defs.torch_phases(case, torch, _torch_inputs(torch, inputs, device))
     rows = []
@@ -192,7 +196,8 @@ def render(rows: list[dict], device: str, console: Console, *, smoke: bool = Fal
     title = f"nn-toolkit {device} benchmarks: speed-up of ours over each baseline (>1 = ours faster)"
     if smoke:
         title = f"nn-toolkit {device} SMOKE run: single calls incl. compilation, NOT benchmarks"
-    caption = "fwd forward, bwd backward, f+b both, upd in-place update; rate: ours (GF/s matrix products)"
+    caption = ("fwd forward, bwd backward, f+b both, upd in-place update, epoch a training epoch; "
+               "rate: ours (GF/s matrix products)")
     if limits:
         caption += (f"\nlimits measured: copy {limits['copy_GBps']:.3g} GB/s, "
                     f"float32 GEMM {limits['gemm_GFLOPs']:.3g} GFLOP/s")

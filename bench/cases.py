@@ -11,6 +11,8 @@ Phases (the labels of the table and the JSON):
   bwd  backward only, from the cache of one earlier forward (PyTorch: autograd.grad with retain_graph)
   f+b  a forward then its backward, as one training step runs them
   upd  an in-place update with no backward (optimizers)
+  epoch  one training epoch of a whole model (bench/cases_lenet.py): forward, backward and update of
+       every mini-batch
 
 Each family's cases live in bench/cases_<family>.py and are listed in _CASE_MODULES.
 """
@@ -24,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 Thunk = Callable[[], Any]
-PHASES = ("fwd", "bwd", "f+b", "upd")
+PHASES = ("fwd", "bwd", "f+b", "upd", "epoch")
 F32 = 4  # bytes per element: every case runs in float32, the default dtype
 
 
@@ -35,9 +37,11 @@ class Work:
 
     fwd: int
     bwd: int = 0
+    both: int | None = None  # f+b when it is less than fwd + bwd (a fused forward_backward reads x once)
 
     def of(self, phase: str) -> int:
-        return {"fwd": self.fwd, "upd": self.fwd, "bwd": self.bwd, "f+b": self.fwd + self.bwd}[phase]
+        both = self.fwd + self.bwd if self.both is None else self.both
+        return {"fwd": self.fwd, "upd": self.fwd, "epoch": self.fwd, "bwd": self.bwd, "f+b": both}[phase]
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,14 @@ class TorchGraph:
     inputs: Sequence[Any]
 
 
+class Skipped(Exception):
+    """The case cannot run here (the family has no GPU kernels yet, an optional package is missing)."""
+
+
 @dataclass(frozen=True)
 class TorchStep:
-    """A PyTorch version of an in-place update (an optimizer step): its only phase is "upd"."""
+    """A PyTorch version of a single-phase case: an in-place update (an optimizer step, phase "upd") or
+    a training epoch (phase "epoch")."""
 
     step: Thunk
 
@@ -73,6 +82,13 @@ class Case:
     flops: Work | None = None        # for GFLOP/s (dense, conv2d, attention, rnn, lstm)
     dtype: Any = field(default=np.float32)
     devices: tuple[str, ...] = ("cpu", "gpu")  # GPU-only sizes would take minutes (and GBs) on the CPU
+    # (module, inputs) -> the f+b phase as one call, e.g. activations' forward_backward (y and dx in one
+    # pass); None: f+b is backward(forward(...)). PyTorch's f+b is always its forward then autograd.
+    fused: Callable[[Any, dict], Any] | None = None
+    single_phase: str = "upd"    # the phase label of a case without backward: "upd", or "epoch" for a model
+    # impl ("cpu", "gpu", "reference") -> what forward/backward receive as ``module``, or None when there
+    # is no such implementation (its column stays empty); None: toolkit.ops.<op>.<impl>
+    implementation: Callable[[str], Any] | None = None
 
 
 def module(op: str, impl: str):
@@ -82,19 +98,20 @@ def module(op: str, impl: str):
 
 def phases(case: Case, mod: Any, inputs: dict) -> dict[str, Thunk]:
     if case.backward is None:
-        return {"upd": lambda: case.forward(mod, inputs)}
+        return {case.single_phase: lambda: case.forward(mod, inputs)}
     primed = case.forward(mod, inputs)  # the backward phase reuses one forward's cache
     return {
         "fwd": lambda: case.forward(mod, inputs),
         "bwd": lambda: case.backward(mod, inputs, primed),
-        "f+b": lambda: case.backward(mod, inputs, case.forward(mod, inputs)),
+        "f+b": ((lambda: case.fused(mod, inputs)) if case.fused is not None
+                else (lambda: case.backward(mod, inputs, case.forward(mod, inputs)))),
     }
 
 
 def torch_phases(case: Case, torch: Any, inputs: dict) -> dict[str, Thunk]:
     spec = case.torch(torch, inputs)
     if isinstance(spec, TorchStep):
-        return {"upd": spec.step}
+        return {case.single_phase: spec.step}
     outputs, grad_outputs = spec.run()  # one graph kept alive for the backward-only phase
 
     def backward_only():
@@ -125,6 +142,7 @@ _CASE_MODULES: list[str] = [
     "bench.cases_lstm",
     "bench.cases_attention",
     "bench.cases_optim",
+    "bench.cases_lenet",
 ]
 _EXTRA_CASE_MODULES = _CASE_MODULES  # the name the harness was first written with
 

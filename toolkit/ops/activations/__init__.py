@@ -2,6 +2,7 @@
 
     y, cache = activation_forward(x, "sigmoid", steepness=1.0)
     dx = activation_backward(dy, cache)
+    y, dx = activation_forward_backward(x, dy, "sigmoid")   # both in one pass, when dy is known already
 
 Named shortcuts (``sigmoid_forward(x)`` ...) call the same pair. See reference.py for the formulas and
 the conventions at the kinks (ReLU'(0) = 0, step derivatives 0, ...).
@@ -15,7 +16,7 @@ from ... import backend, validate
 from .reference import ALL, ALONG_AXIS, PARAMETERS, ActivationCache
 
 __all__ = [
-    "ALL", "ActivationCache", "activation_forward", "activation_backward",
+    "ALL", "ActivationCache", "activation_forward", "activation_backward", "activation_forward_backward",
     "identity_forward", "binary_step_forward", "bipolar_step_forward", "sigmoid_forward",
     "bipolar_sigmoid_forward", "tanh_forward", "relu_forward", "leaky_relu_forward", "ramp_forward",
     "softmax_forward", "log_softmax_forward",
@@ -54,6 +55,23 @@ def activation_backward(dy: Any, cache: ActivationCache) -> Any:
         raise TypeError(f"cache must be the ActivationCache returned by activation_forward; got {type(cache).__name__}")
     dy = validate.array("dy", dy, shape=cache.y.shape, dtype=cache.y.dtype)
     return backend.dispatch("activations", dy=dy, x=cache.x).backward(dy, cache)
+
+
+def activation_forward_backward(x: Any, dy: Any, name: str, **params: Any) -> tuple[Any, Any]:
+    """(y, dx) = (f(x), dL/dx given dy = dL/dy), the forward and backward of activation ``name`` fused:
+    the CPU kernels read x and dy and write y and dx in a single pass over memory (forward then backward
+    reads x twice). The same values as ``activation_forward`` followed by ``activation_backward``; no
+    cache is returned because nothing is left to differentiate. dy must have x's shape and dtype."""
+    validate.choice("name", name, ALL)
+    x = validate.array("x", x)
+    dy = validate.array("dy", dy, shape=x.shape, dtype=x.dtype)
+    params = _params(name, params, x.ndim)
+    impl = backend.dispatch("activations", x=x, dy=dy)
+    fused = getattr(impl, "forward_backward", None)
+    if fused is None:  # an implementation without the fused kernel: the same result in two passes
+        y, cache = impl.forward(name, x, **params)
+        return y, impl.backward(dy, cache)
+    return fused(name, x, dy, **params)
 
 
 def identity_forward(x):

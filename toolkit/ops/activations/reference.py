@@ -124,3 +124,10 @@ def backward(dy: np.ndarray, cache: ActivationCache) -> np.ndarray:
         # d log_softmax: dx = dy - softmax(x) * sum(dy).
         return dy - np.exp(y) * dy.sum(axis=params["axis"], keepdims=True)
     return dy * derivative(name, x, y, **params)
+
+
+def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(y, dx): the forward and then the backward of the same call, for a dy known in advance. The
+    kernels fuse the two into one pass over memory; here it is simply one after the other."""
+    y, cache = forward(name, x, **params)
+    return y, backward(dy, cache)

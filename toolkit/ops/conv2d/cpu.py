@@ -14,8 +14,9 @@ so that, with w viewed as a (K, Cout) matrix and y as (M, Cout):
 Channels-last makes this cheap: the Cin values of one pixel are contiguous in x and in a cols row, and
 y's memory layout *is* the (M, Cout) matrix, so the product writes straight into y.
 
-* im2col runs in parallel over (image, output row): each iteration fills its own rows of cols. Padding
-  is not materialised: windows read zeros where they stick out of x.
+* im2col fills the rows of cols of a range of (image, output row) pairs: the parallel driver gives each
+  block of rows to one iteration, which fills its own rows of cols. Padding is not materialised:
+  windows read zeros where they stick out of x.
 * col2im is written as a *gather* over input rows: iteration (n, input row) sums into its own row of dx
   every dcols entry that came from it, so parallel iterations never write the same memory (a scatter
   over windows would race where windows overlap).
@@ -31,11 +32,23 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
   THREADED_GEMM_MIN_MACS (LeNet-sized ones) are issued as row blocks OpenBLAS runs on the calling
   thread, and only large ones use its threads. The row blocks give the same values as one call up to
   float32 rounding (OpenBLAS's summation order differs between its kernels).
+  One thread pool at a time: when the products do go to OpenBLAS's threads, im2col/col2im run
+  serially. Numba's OpenMP threads spin-wait after a parallel region and OpenBLAS's after a product;
+  alternating the two pools on 2 cores made each wait for the other (3x3, 64 -> 64 channels, 56x56,
+  batch 8: forward 59 ms with parallel im2col, 25 ms with serial im2col; PyTorch 13-17 ms).
 * The GEMM runs in the input dtype (float32 stays float32, as in PyTorch/cuDNN); only db, a sum over
   all N*OH*OW positions, is accumulated in float64 because a long float32 sum loses digits.
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
   channels costs more than the loops themselves.
 * A 1x1 kernel with stride 1 and no padding needs no im2col: x viewed as (M, Cin) already is cols.
+* Small filters go image by image (``_image_by_image``: one image's product below OPENBLAS_SERIAL_MACS,
+  and at least MIN_IMAGE_PIXELS output pixels, e.g. LeNet's C1 and C3): im2col, the products and
+  col2im of one image run back to back while its cols (tens of KB) stay in cache, on Numba's threads
+  (blocks of whole images) with each product on the calling thread. dw is summed per block in
+  float64, then over the blocks in order: the same bits serial or parallel. Measured on a LeNet-5
+  training step at batch 32 (2 cores, load ~1): 15.7 ms with whole-batch im2col on one thread, 13.6 ms
+  image by image on one thread, 9.9 ms image by image on two (IMAGE_PARALLEL_MIN_WORK).
+* Scratch: cols and dcols live in a per-thread workspace reused across calls (``_workspace``).
 """
 
 from __future__ import annotations
@@ -51,6 +64,11 @@ CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big en
 # cols elements (N*OH*OW*K) below which the serial kernels run: about a millisecond of im2col/col2im.
 PARALLEL_MIN_WORK = 1 << 20
 ROW_BLOCKS = 32  # row blocks of a parallel im2col/col2im: a few per thread, to balance uneven rows
+IMAGE_BLOCKS = 64  # at most this many blocks of images (and dw partials) on the image-by-image path
+MIN_IMAGE_PIXELS = 64  # output pixels per image below which the batch goes through one product instead
+# cols elements (N*OH*OW*K) from which the image-by-image path runs its images on Numba's threads: LeNet's
+# C1 and C3 at batch 32 (0.6 and 0.5 million) do, a few milliseconds of work each; a test model's do not.
+IMAGE_PARALLEL_MIN_WORK = 1 << 18
 SUM_BLOCKS = 64  # row blocks of the db reduction: enough to balance the threads, few partials to add
 OPENBLAS_SERIAL_MACS = 1 << 18  # a product this small runs on the calling thread (OpenBLAS threads at 2^19)
 THREADED_GEMM_MIN_MACS = 1 << 24  # products this big go to OpenBLAS whole, on its threads (~0.5 ms of work)
@@ -60,10 +78,17 @@ def _parallel(work: int) -> bool:
     return work >= PARALLEL_MIN_WORK
 
 
+def _threaded_gemm(macs: int) -> bool:
+    """Whether ``matmul`` hands a product of this size to OpenBLAS's threads."""
+    return macs >= THREADED_GEMM_MIN_MACS
+
+
 @njit(cache=True)
-def _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, r_start, r_stop):
+def _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, r_start, r_stop,
+                 row_base):
     """Output rows r = n*OH + i in [r_start, r_stop) of:
-    cols[(n*OH + i)*OW + j, (kh*KW + kw)*C + c] = x[n, i*sh + kh - top, j*sw + kw - left, c], 0 outside x.
+    cols[(n*OH + i)*OW + j - row_base, (kh*KW + kw)*C + c] = x[n, i*sh + kh - top, j*sw + kw - left, c],
+    0 outside x (row_base: the first cols row held by ``cols``, 0 for the whole batch).
 
     x3 is x viewed as (N, H, W*C), so pixel iw, channel c of a row sits at x3[n, ih, iw*C + c].
 
@@ -77,7 +102,7 @@ def _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_si
         n = r // oh_size
         i = r % oh_size
         for j in range(ow_size):
-            row = r * ow_size + j
+            row = r * ow_size + j - row_base
             iw0 = j * sw - left
             for kh in range(kh_size):
                 ih = i * sh + kh - top
@@ -97,9 +122,11 @@ def _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_si
 
 
 @njit(cache=True)
-def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, r_start, r_stop):
+def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, r_start, r_stop,
+                 row_base):
     """Input rows r = n*H + ih in [r_start, r_stop) of:
-    dx[n, ih, iw, c] += every dcols entry im2col copied from x[n, ih, iw, c]; dx3 is dx as (N, H, W*C), zeroed.
+    dx[n, ih, iw, c] += every dcols entry im2col copied from x[n, ih, iw, c]; dx3 is dx as (N, H, W*C), zeroed,
+    and dcols holds the cols rows from row_base on.
 
     Gather form: the iteration for (n, ih) finds the (output row i, filter row kh) pairs with
     i*sh + kh - top == ih and adds their runs into row ih of image n only: race-free in parallel.
@@ -119,7 +146,7 @@ def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow
                 continue
             col0 = kh * run
             for j in range(ow_size):
-                row = (n * oh_size + i) * ow_size + j
+                row = (n * oh_size + i) * ow_size + j - row_base
                 iw0 = j * sw - left
                 if iw0 >= 0 and iw0 + kw_size <= w:  # fully inside: one contiguous run
                     for u in range(run):
@@ -132,6 +159,80 @@ def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow
                                 dx3[n, ih, iw * c_size + c] += dcols[row, col0 + kw * c_size + c]
 
 
+# --------------------------------------------------------------------------- image by image (small filters)
+# When one image's product is small (OH*OW*K*Cout <= OPENBLAS_SERIAL_MACS, e.g. every LeNet layer), each
+# image goes through im2col, its GEMMs and col2im while its cols (tens of KB) sit in L2 cache, instead
+# of writing the whole batch's cols to memory and reading it back. The GEMMs are np.dot inside @njit,
+# each small enough that OpenBLAS computes it on the calling thread: the images can then run on Numba's
+# threads (blocks of whole images: the col2im of one image writes only that image's dx) with no BLAS
+# thread pool involved at all.
+@njit(cache=True)
+def _forward_images(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, y2,
+                    n_start, n_stop):
+    per = oh_size * ow_size
+    cols = np.empty((per, w2.shape[0]), dtype=x3.dtype)
+    for n in range(n_start, n_stop):
+        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
+                     n * oh_size, (n + 1) * oh_size, n * per)
+        out = y2[n * per:(n + 1) * per]
+        np.dot(cols, w2, out)
+        if has_bias:
+            for r in range(per):
+                for c in range(out.shape[1]):
+                    out[r, c] += b[c]
+
+
+@njit(cache=True)
+def _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                     dw_partial, n_start, n_stop):
+    """dx of images [n_start, n_stop) and their dw summed (in float64) into dw_partial (K, Cout)."""
+    per = oh_size * ow_size
+    k, cout = w2.shape
+    cols = np.empty((per, k), dtype=x3.dtype)
+    dcols = np.empty((per, k), dtype=x3.dtype)
+    dw_image = np.empty((k, cout), dtype=x3.dtype)
+    h = dx3.shape[1]
+    for n in range(n_start, n_stop):
+        dy_image = dy2[n * per:(n + 1) * per]
+        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
+                     n * oh_size, (n + 1) * oh_size, n * per)
+        np.dot(cols.T, dy_image, dw_image)
+        for i in range(k):
+            for c in range(cout):
+                dw_partial[i, c] += dw_image[i, c]
+        np.dot(dy_image, w2.T, dcols)
+        _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                     n * h, (n + 1) * h, n * per)
+
+
+@njit(cache=True)
+def _backward_images_serial(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                            dw_partial, per_block):
+    """The same blocks as the parallel driver, one after another: the same dw bits."""
+    n_size = x3.shape[0]
+    for blk in range(dw_partial.shape[0]):
+        _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                         dw_partial[blk], blk * per_block, min(n_size, (blk + 1) * per_block))
+
+
+@njit(cache=True, parallel=True)
+def _forward_images_parallel(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size,
+                             y2, per_block):
+    n_size = x3.shape[0]
+    for blk in prange((n_size + per_block - 1) // per_block):  # disjoint images per block
+        _forward_images(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, y2,
+                        blk * per_block, min(n_size, (blk + 1) * per_block))
+
+
+@njit(cache=True, parallel=True)
+def _backward_images_parallel(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                              dw_partial, per_block):
+    n_size = x3.shape[0]
+    for blk in prange(dw_partial.shape[0]):  # disjoint images and row blk of dw_partial per block
+        _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                         dw_partial[blk], blk * per_block, min(n_size, (blk + 1) * per_block))
+
+
 # The parallel drivers split the rows into ROW_BLOCKS fixed blocks and run the serial kernel on each
 # (disjoint rows, so no race); small problems call the serial kernels on all rows directly.
 @njit(cache=True, parallel=True)
@@ -140,7 +241,7 @@ def _im2col_parallel(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, o
     per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
     for blk in prange(ROW_BLOCKS):
         _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
-                     min(rows, blk * per), min(rows, (blk + 1) * per))
+                     min(rows, blk * per), min(rows, (blk + 1) * per), 0)
 
 
 @njit(cache=True, parallel=True)
@@ -149,7 +250,7 @@ def _col2im_parallel(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size
     per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
     for blk in prange(ROW_BLOCKS):
         _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                     min(rows, blk * per), min(rows, (blk + 1) * per))
+                     min(rows, blk * per), min(rows, (blk + 1) * per), 0)
 
 
 def _im2col(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, parallel):
@@ -157,7 +258,7 @@ def _im2col(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, c
         _im2col_parallel(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols)
     else:
         _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols, 0,
-                     x3.shape[0] * oh_size)
+                     x3.shape[0] * oh_size, 0)
 
 
 def _col2im(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, parallel):
@@ -165,7 +266,7 @@ def _col2im(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size
         _col2im_parallel(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3)
     else:
         _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3, 0,
-                     dx3.shape[0] * dx3.shape[1])
+                     dx3.shape[0] * dx3.shape[1], 0)
 
 
 @njit(cache=True)
@@ -250,6 +351,19 @@ def _workspace(count: int, dtype: np.dtype) -> np.ndarray:
     return buffer[:nbytes].view(dtype)
 
 
+def _image_by_image(oh: int, ow: int, k: int, cout: int) -> bool:
+    """Whether one image's products are small enough for the image-by-image path (see its kernels), and
+    not too small: with a handful of output pixels per image (LeNet's C5 has one) a BLAS call per image
+    costs more than one product over the whole batch."""
+    return oh * ow >= MIN_IMAGE_PIXELS and oh * ow * k * cout <= OPENBLAS_SERIAL_MACS
+
+
+def _images_per_block(n: int) -> int:
+    """Images per block of the image-by-image path: at most IMAGE_BLOCKS blocks, a function of N only,
+    so dw (summed per block, then over blocks in order) has the same bits serial or parallel."""
+    return -(-n // min(n, IMAGE_BLOCKS))
+
+
 def _is_pointwise(w: np.ndarray, stride, padding) -> bool:
     return w.shape[0] == 1 and w.shape[1] == 1 and tuple(stride) == (1, 1) and padding == ((0, 0), (0, 0))
 
@@ -272,10 +386,19 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     y2 = y.reshape(n * oh * ow, cout)  # a view: the product writes straight into y
     if _is_pointwise(w, stride, padding):
         matmul(x.reshape(-1, cin), w2, y2)
+    elif _image_by_image(oh, ow, k, cout):
+        x3 = x.reshape(n, x.shape[1], -1)
+        geometry = (cin, kh, kw, stride[0], stride[1], top, left, oh, ow)
+        bias = b if b is not None else np.zeros(cout, dtype=x.dtype)
+        if n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1:
+            _forward_images_parallel(x3, w2, bias, b is not None, *geometry, y2, _images_per_block(n))
+        else:
+            _forward_images(x3, w2, bias, b is not None, *geometry, y2, 0, n)
+        return y, cache
     else:
-        parallel = _parallel(n * oh * ow * k)
         per = oh * ow
         chunk = _chunk_images(n, per, k, x.itemsize)
+        parallel = _parallel(n * per * k) and not _threaded_gemm(chunk * per * k * cout)
         cols = _workspace(chunk * per * k, x.dtype).reshape(chunk * per, k)
         x3 = x.reshape(n, x.shape[1], -1)
         for start in range(0, n, chunk):
@@ -297,7 +420,9 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
     k = kh * kw * cin
     w2 = w.reshape(k, cout)
     dy2 = dy.reshape(n * oh * ow, cout)
-    parallel = _parallel(n * oh * ow * max(k, cout))
+    per = oh * ow
+    chunk = _chunk_images(n, per, k, x.itemsize)
+    parallel = _parallel(n * per * max(k, cout)) and not _threaded_gemm(chunk * per * k * cout)
     db = None
     if has_bias:
         db = (_column_sums_parallel if parallel else _column_sums_serial)(dy2, SUM_BLOCKS).astype(dy.dtype)
@@ -306,11 +431,17 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
         dx2 = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype))
         return dx2.reshape(x.shape), matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
     dx = np.zeros_like(x)
+    if _image_by_image(oh, ow, k, cout):
+        per_block = _images_per_block(n)
+        dw_partial = np.zeros((-(-n // per_block), k, cout), dtype=np.float64)
+        image_parallel = n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1
+        driver = _backward_images_parallel if image_parallel else _backward_images_serial
+        driver(x.reshape(n, x.shape[1], -1), w2, dy2, cin, kh, kw, stride[0], stride[1], top, left, oh, ow,
+               dx.reshape(n, x.shape[1], -1), dw_partial, per_block)
+        return dx, dw_partial.sum(axis=0).astype(x.dtype).reshape(w.shape), db
     dx3 = dx.reshape(n, x.shape[1], -1)  # a view: col2im writes into dx
     dw2 = np.empty((k, cout), dtype=x.dtype)
     dw_chunk = np.empty_like(dw2)
-    per = oh * ow
-    chunk = _chunk_images(n, per, k, x.itemsize)
     cols, dcols = _workspace(2 * chunk * per * k, x.dtype).reshape(2, chunk * per, k)
     x3 = x.reshape(n, x.shape[1], -1)
     for start in range(0, n, chunk):

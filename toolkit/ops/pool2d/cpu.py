@@ -1,10 +1,19 @@
 """2-D pooling as Numba kernels (CPU). Same signatures and cache as reference.py.
 
-Forward runs one output row (n, oh) per parallel iteration; backward is written as a GATHER, one
-input row (n, h) per parallel iteration: each input cell sums the gradients of the windows that
-contain it. Every iteration therefore writes its own rows only, so overlapping windows
-(stride < pool_size) need no atomics and have no races. The channel loop is innermost because
-channels are contiguous in memory (N, H, W, C). Float32 stays float32 (windows are small sums).
+Forward works on output rows (n, oh); backward is written as a GATHER over input rows (n, h): each
+input cell sums the gradients of the windows that contain it. Every row therefore writes its own
+memory only, so overlapping windows (stride < pool_size) need no atomics and have no races. The
+channel loop is innermost because channels are contiguous in memory (N, H, W, C). Float32 stays
+float32 (windows are small sums). The average divides by the window's count of real cells, exactly as
+gpu.py does (the two are bit-identical), and the kernels use ``error_model="numpy"``: no zero-division
+branch in the loops, which lets LLVM vectorise the channel loops. The backward's window ranges along a
+row are computed once per call (integer divisions per cell cost more than the sums).
+
+Threads: each kernel is written once for a range of rows (serial); a parallel driver splits the rows
+into ROW_BLOCKS blocks and runs them in a prange. Inputs below PARALLEL_MIN_SIZE elements (a LeNet
+layer at batch 32, about 0.1-0.3 ms of work) call the serial kernel on all rows: waking Numba's
+threads costs more than that, and on a busy machine a parallel region can wait milliseconds for a
+thread that is not scheduled.
 """
 
 from __future__ import annotations
@@ -15,12 +24,17 @@ from numba import njit, prange
 from .geometry import Padding, output_hw, real_cell_counts
 from .reference import Pool2DCache
 
+PARALLEL_MIN_SIZE = 1 << 20  # elements of x (or dx) below which the serial kernels run
+ROW_BLOCKS = 32  # row blocks of a parallel call: a few per thread, to balance uneven rows
+_KERNEL = dict(cache=True, error_model="numpy")
 
-@njit(cache=True, parallel=True)
-def _max_forward(x, y, argmax, ph, pw, sh, sw, top, left):
-    n_batch, h_in, w_in, channels = x.shape
+
+@njit(**_KERNEL)
+def _max_forward(x, y, argmax, ph, pw, sh, sw, top, left, row_start, row_stop):
+    """Output rows row = n*OH + oh in [row_start, row_stop)."""
+    h_in, w_in, channels = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = y.shape[1], y.shape[2]
-    for row in prange(n_batch * out_h):
+    for row in range(row_start, row_stop):
         n = row // out_h
         oh = row % out_h
         h_start = max(oh * sh - top, 0)
@@ -44,11 +58,12 @@ def _max_forward(x, y, argmax, ph, pw, sh, sw, top, left):
                             argmax[n, oh, ow, c] = h * w_in + w
 
 
-@njit(cache=True, parallel=True)
-def _sum_forward(x, y, counts, ph, pw, sh, sw, top, left, average):
-    n_batch, h_in, w_in, channels = x.shape
+@njit(**_KERNEL)
+def _sum_forward(x, y, counts, ph, pw, sh, sw, top, left, average, row_start, row_stop):
+    """Output rows row = n*OH + oh in [row_start, row_stop)."""
+    h_in, w_in, channels = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = y.shape[1], y.shape[2]
-    for row in prange(n_batch * out_h):
+    for row in range(row_start, row_stop):
         n = row // out_h
         oh = row % out_h
         h_start = max(oh * sh - top, 0)
@@ -63,8 +78,9 @@ def _sum_forward(x, y, counts, ph, pw, sh, sw, top, left, average):
                     for c in range(channels):
                         y[n, oh, ow, c] += x[n, h, w, c]
             if average:  # counts has x's dtype, so float32 stays float32
+                count = counts[oh, ow]
                 for c in range(channels):
-                    y[n, oh, ow, c] = y[n, oh, ow, c] / counts[oh, ow]
+                    y[n, oh, ow, c] = y[n, oh, ow, c] / count
 
 
 @njit(cache=True, inline="always")
@@ -76,45 +92,98 @@ def _windows_containing(i, stride, pool, before, n_out):
     return first, last
 
 
-@njit(cache=True, parallel=True)
-def _max_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
-    n_batch, h_in, w_in, channels = dx.shape
+@njit(cache=True, inline="always")
+def _column_windows(w_in, sw, pw, left, out_w):
+    """For every input column w, the first and last output column whose window contains it: computed
+    once per call (integer divisions are slow; per cell they cost more than the sums)."""
+    first = np.empty(w_in, dtype=np.int64)
+    last = np.empty(w_in, dtype=np.int64)
+    for w in range(w_in):
+        first[w], last[w] = _windows_containing(w, sw, pw, left, out_w)
+    return first, last
+
+
+@njit(**_KERNEL)
+def _max_backward(dy, argmax, dx, ph, pw, sh, sw, top, left, row_start, row_stop):
+    """Input rows row = n*H + h in [row_start, row_stop)."""
+    h_in, w_in, channels = dx.shape[1], dx.shape[2], dx.shape[3]
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for row in prange(n_batch * h_in):
+    ow_first, ow_last = _column_windows(w_in, sw, pw, left, out_w)
+    for row in range(row_start, row_stop):
         n = row // h_in
         h = row % h_in
         oh_first, oh_last = _windows_containing(h, sh, ph, top, out_h)
         for w in range(w_in):
-            ow_first, ow_last = _windows_containing(w, sw, pw, left, out_w)
             cell = h * w_in + w
             for c in range(channels):
                 dx[n, h, w, c] = 0
             for oh in range(oh_first, oh_last + 1):
-                for ow in range(ow_first, ow_last + 1):
+                for ow in range(ow_first[w], ow_last[w] + 1):
                     for c in range(channels):
                         if argmax[n, oh, ow, c] == cell:
                             dx[n, h, w, c] += dy[n, oh, ow, c]
 
 
-@njit(cache=True, parallel=True)
-def _sum_backward(dy, counts, dx, ph, pw, sh, sw, top, left, average):
-    n_batch, h_in, w_in, channels = dx.shape
+@njit(**_KERNEL)
+def _sum_backward(dy, counts, dx, ph, pw, sh, sw, top, left, row_start, row_stop):
+    """Input rows row = n*H + h in [row_start, row_stop)."""
+    h_in, w_in, channels = dx.shape[1], dx.shape[2], dx.shape[3]
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for row in prange(n_batch * h_in):
+    ow_first, ow_last = _column_windows(w_in, sw, pw, left, out_w)
+    for row in range(row_start, row_stop):
         n = row // h_in
         h = row % h_in
         oh_first, oh_last = _windows_containing(h, sh, ph, top, out_h)
         for w in range(w_in):
-            ow_first, ow_last = _windows_containing(w, sw, pw, left, out_w)
             for c in range(channels):
                 dx[n, h, w, c] = 0
             for oh in range(oh_first, oh_last + 1):
-                for ow in range(ow_first, ow_last + 1):
+                for ow in range(ow_first[w], ow_last[w] + 1):
+                    count = counts[oh, ow]  # the real cells for "avg", exactly 1 for "sum"
                     for c in range(channels):
-                        if average:
-                            dx[n, h, w, c] += dy[n, oh, ow, c] / counts[oh, ow]
-                        else:
-                            dx[n, h, w, c] += dy[n, oh, ow, c]
+                        dx[n, h, w, c] += dy[n, oh, ow, c] / count
+
+
+# --------------------------------------------------------------------------- parallel drivers
+@njit(cache=True, parallel=True)
+def _max_forward_parallel(x, y, argmax, ph, pw, sh, sw, top, left):
+    rows = y.shape[0] * y.shape[1]
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):  # disjoint output rows per block
+        _max_forward(x, y, argmax, ph, pw, sh, sw, top, left, min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+@njit(cache=True, parallel=True)
+def _sum_forward_parallel(x, y, counts, ph, pw, sh, sw, top, left, average):
+    rows = y.shape[0] * y.shape[1]
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):
+        _sum_forward(x, y, counts, ph, pw, sh, sw, top, left, average,
+                     min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+@njit(cache=True, parallel=True)
+def _max_backward_parallel(dy, argmax, dx, ph, pw, sh, sw, top, left):
+    rows = dx.shape[0] * dx.shape[1]
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):  # disjoint input rows per block (the gather form)
+        _max_backward(dy, argmax, dx, ph, pw, sh, sw, top, left, min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+@njit(cache=True, parallel=True)
+def _sum_backward_parallel(dy, counts, dx, ph, pw, sh, sw, top, left):
+    rows = dx.shape[0] * dx.shape[1]
+    per = (rows + ROW_BLOCKS - 1) // ROW_BLOCKS
+    for blk in prange(ROW_BLOCKS):
+        _sum_backward(dy, counts, dx, ph, pw, sh, sw, top, left, min(rows, blk * per), min(rows, (blk + 1) * per))
+
+
+def _counts(x_hw, out_hw, pool, stride, padding, dtype, average: bool) -> np.ndarray:
+    """(OH, OW): the real cells of each window in the array's dtype for "avg"; ones for "sum" (the
+    backward divides by them: by exactly 1 for a sum)."""
+    if not average:
+        return np.ones(out_hw, dtype=dtype)
+    return real_cell_counts(x_hw, out_hw, pool, stride, padding, dtype)
 
 
 def forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], padding: Padding,
@@ -122,13 +191,22 @@ def forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], paddi
     out = output_hw(x.shape[1:3], pool, stride, padding)
     y = np.empty((x.shape[0], *out, x.shape[3]), dtype=x.dtype)
     geometry = (pool[0], pool[1], stride[0], stride[1], padding[0][0], padding[1][0])
+    parallel = x.size >= PARALLEL_MIN_SIZE
+    rows = (0, y.shape[0] * y.shape[1])
     argmax = None
     if mode == "max":
         argmax = np.empty(y.shape, dtype=np.int64)
-        _max_forward(x, y, argmax, *geometry)
+        if parallel:
+            _max_forward_parallel(x, y, argmax, *geometry)
+        else:
+            _max_forward(x, y, argmax, *geometry, *rows)
     else:
-        counts = real_cell_counts(x.shape[1:3], out, pool, stride, padding, x.dtype)
-        _sum_forward(x, y, counts, *geometry, mode == "avg")
+        average = mode == "avg"
+        counts = _counts(x.shape[1:3], out, pool, stride, padding, x.dtype, average)
+        if parallel:
+            _sum_forward_parallel(x, y, counts, *geometry, average)
+        else:
+            _sum_forward(x, y, counts, *geometry, average, *rows)
     return y, Pool2DCache(mode, tuple(x.shape), x.dtype, pool, stride, padding, argmax)
 
 
@@ -136,9 +214,18 @@ def backward(dy: np.ndarray, cache: Pool2DCache) -> np.ndarray:
     mode, x_shape, dtype, pool, stride, padding, argmax = cache
     dx = np.empty(x_shape, dtype=dtype)
     geometry = (pool[0], pool[1], stride[0], stride[1], padding[0][0], padding[1][0])
+    parallel = dx.size >= PARALLEL_MIN_SIZE
+    rows = (0, x_shape[0] * x_shape[1])
     if mode == "max":
-        _max_backward(dy, argmax, dx, *geometry)
+        if parallel:
+            _max_backward_parallel(dy, argmax, dx, *geometry)
+        else:
+            _max_backward(dy, argmax, dx, *geometry, *rows)
     else:
-        counts = real_cell_counts(x_shape[1:3], dy.shape[1:3], pool, stride, padding, dtype)
-        _sum_backward(dy, counts, dx, *geometry, mode == "avg")
+        average = mode == "avg"
+        counts = _counts(x_shape[1:3], dy.shape[1:3], pool, stride, padding, np.dtype(dtype), average)
+        if parallel:
+            _sum_backward_parallel(dy, counts, dx, *geometry)
+        else:
+            _sum_backward(dy, counts, dx, *geometry, *rows)
     return dx
