@@ -13,7 +13,8 @@ from tests.helpers import assert_close, check_gradient, random_array, tolerance
 from toolkit.ops import batchnorm as bn
 from toolkit.ops.batchnorm import cpu, reference
 
-# (1, 3): a batch of one; (3000, 17) and (40, 9, 9, 11) take the multi-block parallel path.
+# (1, 3): a batch of one; (3000, 17) and (40, 9, 9, 11) span several blocks of rows (the parallel
+# kernels themselves are exercised in tests/ops/test_parallel_paths.py).
 SHAPES = [(1, 3), (2, 1), (5, 7), (2, 5, 4), (4, 5, 6, 3), (3000, 17), (40, 9, 9, 11)]
 
 

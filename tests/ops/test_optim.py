@@ -14,7 +14,7 @@ from tests.helpers import assert_close, finite_difference, random_array, toleran
 from toolkit.ops import optim
 from toolkit.ops.optim import reference
 
-SHAPES = [(1,), (7,), (3, 5), (2, 3, 4), (40000,)]  # 40000 takes the parallel path
+SHAPES = [(1,), (7,), (3, 5), (2, 3, 4), (40000,)]  # the parallel kernels: tests/ops/test_parallel_paths.py
 SGD_VARIANTS = {"plain": dict(momentum=0.0), "momentum": dict(momentum=0.9),
                 "nesterov": dict(momentum=0.8, nesterov=True)}
 
