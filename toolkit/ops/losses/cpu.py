@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations.vector_math import REDUCE_BLOCK, exp_shifted_sum, row_max, row_sum
+from .codes import BINARY, BINARY_LOGITS, CATEGORICAL, MAPE, SQUARED, kernel_code
 from .reference import EPSILON, LossCache, scale
 
 CHUNK = 1 << 14  # elements per partial sum
@@ -37,19 +38,6 @@ CHUNK = 1 << 14  # elements per partial sum
 # threads to pay off even on a busy machine (where a parallel region can wait milliseconds for a thread).
 PARALLEL_MIN_SIZE = 1 << 20
 
-SQUARED, CATEGORICAL, BINARY, BINARY_LOGITS, MAPE = range(5)
-
-
-def _code(name: str, params: dict) -> int:
-    if name in ("mse", "mse_half", "quadratic"):
-        return SQUARED  # the same (y - t)^2 terms; only the factor in front differs
-    if name == "categorical_crossentropy":
-        return CATEGORICAL
-    if name == "binary_crossentropy":
-        return BINARY_LOGITS if params["from_logits"] else BINARY
-    if name == "mape":
-        return MAPE
-    raise ValueError(f"loss {name!r} has no elementwise kernel")
 
 
 # The scalar helpers receive lo = eps, hi = 1 - eps and one = 1 in y's dtype, so float32 stays
@@ -239,7 +227,7 @@ def forward(name: str, y: np.ndarray, t: np.ndarray, **params: Any) -> tuple[np.
         loss = np.asarray(factor * row_loss.sum(), dtype=y.dtype)
         return loss, LossCache(name, y, t, params, _unrows(p_rows, y, axis))
     kernel = _pick(_sum_of_terms_serial, _sum_of_terms_parallel, y.size)
-    total = kernel(_code(name, params), y.reshape(-1), t.reshape(-1), *_constants(y.dtype))
+    total = kernel(kernel_code(name, params), y.reshape(-1), t.reshape(-1), *_constants(y.dtype))
     return np.asarray(factor * total, dtype=y.dtype), LossCache(name, y, t, params, None)
 
 
@@ -255,5 +243,5 @@ def backward(cache: LossCache, dloss: float = 1.0) -> np.ndarray:
         return _unrows(dz_rows, y, axis)
     dy = np.empty_like(y)
     kernel = _pick(_scaled_term_derivatives_serial, _scaled_term_derivatives_parallel, y.size)
-    kernel(_code(name, params), y.reshape(-1), t.reshape(-1), factor, *_constants(y.dtype), dy.reshape(-1))
+    kernel(kernel_code(name, params), y.reshape(-1), t.reshape(-1), factor, *_constants(y.dtype), dy.reshape(-1))
     return dy

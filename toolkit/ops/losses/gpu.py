@@ -20,6 +20,7 @@ import numpy as np
 
 from ...cuda import launch, modules
 from ...cuda.launch import Target
+from .codes import kernel_code
 from .reference import EPSILON, LossCache, scale
 
 OP = "losses"
@@ -27,23 +28,10 @@ CHUNK = 1 << 12  # elements per partial sum: 16 per thread of a 256-thread block
 REDUCE_THREADS = 256  # threads of a partial-sum block (full warps, see common.cuh's block_all_reduce)
 FINISH_MAX_THREADS = 1024  # the final block strides over the partials
 WARP_ROW_MAX_CLASSES = 256  # softmax cross-entropy: rows up to this wide are one warp's work
-SQUARED, CATEGORICAL, BINARY, BINARY_LOGITS, MAPE = range(5)  # losses::Code in losses.cu (and cpu.py)
 
 
 def _target() -> Target:
     return modules.target(OP)
-
-
-def _code(name: str, params: dict) -> int:
-    if name in ("mse", "mse_half", "quadratic"):
-        return SQUARED  # the same (y - t)^2 terms; only the factor differs
-    if name == "categorical_crossentropy":
-        return CATEGORICAL
-    if name == "binary_crossentropy":
-        return BINARY_LOGITS if params["from_logits"] else BINARY
-    if name == "mape":
-        return MAPE
-    raise ValueError(f"loss {name!r} has no elementwise kernel")
 
 
 def _clip_bounds(dtype) -> tuple[np.generic, np.generic]:
@@ -104,7 +92,7 @@ def forward_on(target: Target, name: str, y: Any, t: Any, **params: Any) -> tupl
     partial = target.xp.empty((chunks,), dtype=np.float64)
     target.kernel("loss_partial_sums", y.dtype)(
         (min(chunks, target.max_grid_blocks),), (REDUCE_THREADS,),
-        (y.reshape(-1), t.reshape(-1), partial, launch.i64(n), launch.i64(CHUNK), launch.i32(_code(name, params)),
+        (y.reshape(-1), t.reshape(-1), partial, launch.i64(n), launch.i64(CHUNK), launch.i32(kernel_code(name, params)),
          *_clip_bounds(y.dtype)))
     return _finish(target, partial, factor, y.dtype), LossCache(name, y, t, params, None)
 
@@ -129,7 +117,7 @@ def backward_on(target: Target, cache: LossCache, dloss: float = 1.0) -> Any:
     grid, block = launch.grid_1d(y.size, target)
     target.kernel("loss_term_derivatives", y.dtype)(
         grid, block, (y.reshape(-1), t.reshape(-1), dy.reshape(-1), launch.i64(y.size),
-                      launch.i32(_code(name, params)), factor, *_clip_bounds(y.dtype)))
+                      launch.i32(kernel_code(name, params)), factor, *_clip_bounds(y.dtype)))
     return dy
 
 
