@@ -22,7 +22,7 @@ from tests.helpers import assert_close, tolerance
 from tests.ops.test_losses import full_params, inputs
 from toolkit.cuda import sources
 from toolkit.cuda.host import harness
-from toolkit.ops.losses import gpu, reference
+from toolkit.ops.losses import codes, gpu, reference
 
 pytestmark = requires_cxx
 
@@ -160,10 +160,10 @@ def test_mape_zero_targets_and_exact_hits(target):
 
 
 def test_chunk_constants_agree_with_the_kernels():
-    """gpu.py's codes are the kernel's enum order; the reduction blocks are full warps."""
+    """The shared kernel codes (losses/codes.py) are the kernel's enum order; reduction blocks are full warps."""
     text = sources.op_source("losses").read_text()
     assert "enum Code : int { kSquared = 0, kCategorical, kBinary, kBinaryLogits, kMape };" in text
-    assert (gpu.SQUARED, gpu.CATEGORICAL, gpu.BINARY, gpu.BINARY_LOGITS, gpu.MAPE) == (0, 1, 2, 3, 4)
+    assert (codes.SQUARED, codes.CATEGORICAL, codes.BINARY, codes.BINARY_LOGITS, codes.MAPE) == (0, 1, 2, 3, 4)
     assert gpu.REDUCE_THREADS % 32 == 0 and gpu.CHUNK % gpu.REDUCE_THREADS == 0
     assert gpu._row_kernel(256, "forward").endswith("warps") and gpu._row_kernel(257, "forward").endswith("blocks")
 
