@@ -131,11 +131,11 @@ def test_ties_go_to_the_first_maximum_in_row_major_order():
 
 def test_keras_same_padding_puts_the_extra_cell_bottom_right():
     # out = ceil(n / s); total = (out - 1) * s + k - n; the odd cell goes after.
-    assert geometry.same_padding_1d(5, 2, 2) == (0, 1)
-    assert geometry.same_padding_1d(6, 3, 1) == (1, 1)
-    assert geometry.same_padding_1d(7, 4, 1) == (1, 2)
-    assert geometry.same_padding_1d(4, 2, 2) == (0, 0)
-    assert geometry.same_padding_1d(3, 1, 3) == (0, 0)
+    assert geometry.same_padding(5, 2, 2) == (0, 1)
+    assert geometry.same_padding(6, 3, 1) == (1, 1)
+    assert geometry.same_padding(7, 4, 1) == (1, 2)
+    assert geometry.same_padding(4, 2, 2) == (0, 0)
+    assert geometry.same_padding(3, 1, 3) == (0, 0)
     assert geometry.resolve_padding("same", (5, 6), (2, 3), (2, 1)) == ((0, 1), (1, 1))
     assert geometry.resolve_padding(2, (5, 6), (3, 3), (1, 1)) == ((2, 2), (2, 2))
     assert geometry.resolve_padding((1, 2), (5, 6), (3, 3), (1, 1)) == ((1, 1), (2, 2))
@@ -143,7 +143,7 @@ def test_keras_same_padding_puts_the_extra_cell_bottom_right():
     for n in range(1, 12):
         for k in range(1, 5):
             for s in range(1, 5):
-                before, after = geometry.same_padding_1d(n, k, s)
+                before, after = geometry.same_padding(n, k, s)
                 assert geometry.output_size(n, k, s, before, after) == -(-n // s)  # ceil(n / s)
                 assert after - before in (0, 1)
 
@@ -229,11 +229,11 @@ def _escape(words):
     (dict(pool_size=(2, 2, 2)), ValueError, "pool_size must be an int or a pair of ints; got (2, 2, 2)"),
     (dict(stride=0), ValueError, "stride must be a positive integer; got 0"),
     (dict(stride=True), TypeError, "stride must be a positive integer; got True (bool)"),
-    (dict(padding="full"), ValueError, "padding must be 'valid', 'same', an int, a pair"),
+    (dict(padding="full"), ValueError, "padding must be 'valid', 'same', an int, (ph, pw) or ((top, bottom), (left, right)); got 'full'"),
     (dict(padding=-1), ValueError, "padding must be a non-negative integer; got -1"),
-    (dict(padding=(1, 2, 3)), ValueError, "padding must be an int, a pair (rows, cols) or"),
-    (dict(padding=((1, 1, 1), (0, 0))), ValueError, "padding rows must be an int or a pair (before, after); got (1, 1, 1)"),
-    (dict(padding=((0, 1), (0, 1.5))), TypeError, "padding cols[1] must be a non-negative integer; got 1.5"),
+    (dict(padding=(1, 2, 3)), ValueError, "padding must be 'valid', 'same', an int, (ph, pw) or ((top, bottom), (left, right)); got (1, 2, 3)"),
+    (dict(padding=((1, 1, 1), (0, 0))), ValueError, "padding[0] must be an int or a pair (before, after) of ints; got (1, 1, 1)"),
+    (dict(padding=((0, 1), (0, 1.5))), TypeError, "padding[1][1] must be a non-negative integer; got 1.5"),
     (dict(pool_size=5), ValueError, "pool_size (5, 5) is larger than the padded input (4, 4)"),
     (dict(pool_size=(2, 7), padding=1), ValueError, "pool_size (2, 7) is larger than the padded input (6, 6)"),
     (dict(pool_size=2, padding=2), ValueError, "padding rows must be smaller than pool_size (2) on each side"),

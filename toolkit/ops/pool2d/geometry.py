@@ -1,7 +1,9 @@
 """Window arithmetic of 2-D pooling: padding, output size, and how many real cells each window holds.
 
 Pure Python/NumPy on small integers, shared by reference.py, cpu.py and the validation in __init__.py.
-(conv2d needs the same arithmetic; the two could share one module once both are finished.)
+The padding spellings and the output-size formula are convolution's (toolkit/ops/conv2d/geometry.py,
+imported here); this module adds what only pooling needs: every window must hold a real cell, and the
+average divides by the number of real cells.
 
 Conventions, per spatial axis of size ``n`` with window ``k``, stride ``s`` and padding ``(before, after)``:
 
@@ -14,66 +16,13 @@ Conventions, per spatial axis of size ``n`` with window ``k``, stride ``s`` and 
 
 from __future__ import annotations
 
-from numbers import Integral
-from typing import Any
-
 import numpy as np
 
-Padding = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
+from ..conv2d.geometry import Pads as Padding  # ((top, bottom), (left, right))
+from ..conv2d.geometry import output_size, resolve_padding, same_padding
 
-
-def _non_negative(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a non-negative integer; got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {value}")
-    return int(value)
-
-
-def same_padding_1d(n: int, k: int, s: int) -> tuple[int, int]:
-    """Keras 'same' padding of one axis: output ceil(n / s), the odd extra cell after (bottom/right)."""
-    out = -(-n // s)
-    total = max((out - 1) * s + k - n, 0)
-    return total // 2, total - total // 2
-
-
-def resolve_padding(padding: Any, spatial: tuple[int, int], pool: tuple[int, int],
-                    stride: tuple[int, int]) -> Padding:
-    """Any accepted padding spelling as ((top, bottom), (left, right)).
-
-    Accepted: "valid", "same", an int p (all four sides), a pair (ph, pw) (top = bottom = ph,
-    left = right = pw), or ((top, bottom), (left, right)).
-    """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        if padding == "same":
-            return (same_padding_1d(spatial[0], pool[0], stride[0]),
-                    same_padding_1d(spatial[1], pool[1], stride[1]))
-        raise ValueError(f"padding must be 'valid', 'same', an int, a pair or ((top, bottom), (left, right)); "
-                         f"got {padding!r}")
-    if isinstance(padding, (tuple, list)):
-        if len(padding) != 2:
-            raise ValueError(f"padding must be an int, a pair (rows, cols) or ((top, bottom), (left, right)); "
-                             f"got {padding!r}")
-        sides = []
-        for axis_name, item in zip(("rows", "cols"), padding):
-            if isinstance(item, (tuple, list)):
-                if len(item) != 2:
-                    raise ValueError(f"padding {axis_name} must be an int or a pair (before, after); got {item!r}")
-                sides.append((_non_negative(f"padding {axis_name}[0]", item[0]),
-                              _non_negative(f"padding {axis_name}[1]", item[1])))
-            else:
-                p = _non_negative(f"padding {axis_name}", item)
-                sides.append((p, p))
-        return sides[0], sides[1]
-    p = _non_negative("padding", padding)
-    return (p, p), (p, p)
-
-
-def output_size(n: int, k: int, s: int, before: int, after: int) -> int:
-    """Number of windows along one axis (the padded size must be >= k; see check_windows)."""
-    return (n + before + after - k) // s + 1
+__all__ = ["Padding", "output_size", "resolve_padding", "same_padding", "output_hw", "check_windows",
+           "window_bounds", "real_cell_counts"]
 
 
 def output_hw(spatial: tuple[int, int], pool: tuple[int, int], stride: tuple[int, int],
