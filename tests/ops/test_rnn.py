@@ -40,15 +40,7 @@ def assert_grads_close(ours, expected, tol, label):
 
 
 # --- Numba vs reference -------------------------------------------------------------------------------
-@pytest.fixture(params=["serial", "parallel"])
-def kernels(request, monkeypatch):
-    """Run a test with the serial kernels, or with the prange kernels forced on whatever the size."""
-    if request.param == "parallel":
-        monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
-        monkeypatch.setattr(cpu, "PARALLEL_MIN_THREADS", 1)
-    else:
-        monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 1 << 62)
-    return request.param
+# the `kernels` fixture (serial / forced-parallel cpu kernels) is in tests/ops/conftest.py
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
