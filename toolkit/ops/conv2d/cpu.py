@@ -41,6 +41,8 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
   channels costs more than the loops themselves.
 * A 1x1 kernel with stride 1 and no padding needs no im2col: x viewed as (M, Cin) already is cols.
+* A large stride-1 "same" layer with many channels (VGG's, the 3x3 64 -> 64 benchmark) needs none either:
+  shifted.py computes it as KH*KW products over shifted views of one padded copy of x (see there).
 * Small filters go image by image (``_image_by_image``: one image's product below OPENBLAS_SERIAL_MACS,
   and at least MIN_IMAGE_PIXELS output pixels, e.g. LeNet's C1 and C3): im2col, the products and
   col2im of one image run back to back while its cols (tens of KB) stay in cache, on Numba's threads
@@ -58,6 +60,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from . import shifted
 from .reference import IEEE_QUIET, Conv2DCache
 
 CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big enough for an efficient GEMM
@@ -384,6 +387,8 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     w2 = w.reshape(k, cout)
     y = np.empty((n, oh, ow, cout), dtype=x.dtype)
     y2 = y.reshape(n * oh * ow, cout)  # a view: the product writes straight into y
+    if shifted.applies(x.shape, w.shape, stride, padding):
+        return shifted.forward(x, w, b, padding), cache
     if _is_pointwise(w, stride, padding):
         matmul(x.reshape(-1, cin), w2, y2)
     elif _image_by_image(oh, ow, k, cout):
@@ -430,6 +435,10 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
         x2 = x.reshape(-1, cin)
         dx2 = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype))
         return dx2.reshape(x.shape), matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
+    if shifted.applies(x.shape, w.shape, stride, padding):
+        dx_dw = shifted.backward(dy, x, w, padding)
+        if dx_dw is not None:  # None: non-finite values, which im2col below handles as the reference does
+            return (*dx_dw, db)
     dx = np.zeros_like(x)
     if _image_by_image(oh, ow, k, cout):
         per_block = _images_per_block(n)
