@@ -1,6 +1,8 @@
 """`python -m bench [--quick] [--op NAME] [--case NAME] [--device cpu|gpu] [--smoke] [--list]`: our kernels vs
 the NumPy reference vs PyTorch (when installed), side by side in one run; a rich table of ratios and a
 JSON file under bench/results/ with the machine, library versions, the measured limits and the commit.
+On the GPU the NumPy reference gives way to CuPy built-ins (cupy.matmul, reductions, elementwise
+expressions) where a case has them, and attention's rows also get the peak device memory of an f+b.
 
 See bench/README.md for the method and bench/cases.py for what the phases (fwd, bwd, f+b, upd) time.
 """
@@ -21,9 +23,11 @@ from pathlib import Path
 import numpy as np
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import cases as case_defs
+from . import memory
 from .timing import time_cpu, time_gpu, time_once
 
 RESULTS = Path(__file__).parent / "results"
@@ -33,6 +37,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 Skipped = case_defs.Skipped  # the case cannot run here (no GPU kernels for the family, a missing package)
+TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda"}
+PEAK_MEMORY_OPS = ("attention",)  # the GPU target asks for attention memory linear in the sequence length
+# Extras of the rare GPU session whose failure must not cost a case its other columns: the row records
+# "<impl>_error" (or "peak_error") instead, and the run goes on.
+SOFT_IMPLS = ("cupy",)
 
 
 def _torch():
@@ -113,22 +122,25 @@ def _implementation(op: str, impl: str, case=None):
 def _torch_inputs(torch, inputs: dict, device: str) -> dict:
     """Copies of the input arrays as tensors on the device (PyTorch's in-place updates, e.g. of running
     statistics or parameters, must not touch our arrays); other entries (parameters) as they are."""
-    target = "cuda" if device == "gpu" else "cpu"
-    out = {}
-    for key, value in inputs.items():
-        if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
-            out[key] = torch.as_tensor(value, device=target).clone()
-        else:
-            out[key] = value
-    return out
+    target = TORCH_DEVICE[device]
+    return {key: torch.as_tensor(value, device=target).clone() if case_defs.is_array(value) else value
+            for key, value in inputs.items()}
+
+
+def _own_copies(inputs: dict) -> dict:
+    """Copies of the input arrays for the CuPy built-ins, whose in-place updates (running statistics,
+    optimizer state) must not touch ours either."""
+    return {key: value.copy() if case_defs.is_array(value) else value for key, value in inputs.items()}
 
 
 def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> list[dict]:
-    """One row per phase: the median seconds of ours, the NumPy reference (CPU only) and PyTorch."""
+    """One row per phase: the median seconds of ours, the NumPy reference (CPU only), the CuPy built-ins
+    (GPU only) and PyTorch; on the GPU, attention's f+b row also gets the peak memory of each."""
     ours_mod = _implementation(case.op, "cpu" if device == "cpu" else "gpu", case)
     inputs = case.make_inputs(np.random.default_rng(0), case.dtype)
     # On the GPU, PyTorch and CuPy both queue on the legacy default stream: the same CUDA events time both.
     timer = time_once if smoke else time_gpu if device == "gpu" else time_cpu
+    cupy = None
     if device == "gpu":
         import cupy
 
@@ -136,17 +148,54 @@ def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> 
     impls = {"ours": case_defs.phases(case, ours_mod, inputs)}
     if device == "cpu" and (case.implementation is None or case.implementation("reference") is not None):
         impls["reference"] = case_defs.phases(case, _implementation(case.op, "reference", case), inputs)
+    noted = {}  # what every row of the case says about its CuPy column on the GPU
+    if device == "gpu":
+        noted = _add_cupy_baseline(impls, case, cupy, inputs)
     if torch is not None and case.torch is not None:
         impls["torch"] = case_defs.torch_phases(case, torch, _torch_inputs(torch, inputs, device))
+    rows = _timed_rows(case, impls, timer, budget_s)
+    for row in rows:
+        row.update(noted)
+    if device == "gpu" and case.op in PEAK_MEMORY_OPS:
+        _add_peak_memory(next(r for r in rows if r["phase"] == "f+b"), impls, inputs, cupy, torch)
+    return rows
+
+
+def _add_cupy_baseline(impls: dict, case, cupy, inputs: dict) -> dict:
+    """impls["cupy"] where the case has a CuPy built-in; returns the note for its rows where it has none
+    or where building it failed (a soft extra: see SOFT_IMPLS)."""
+    if case.cupy is None:
+        return {"cupy_note": case_defs.NO_CUPY_BASELINE}
+    try:
+        impls["cupy"] = case_defs.array_phases(case, cupy, _own_copies(inputs))
+    except Exception as exc:
+        return {"cupy_error": _failure(exc)}
+    return {}
+
+
+def _failure(exc: Exception) -> str:
+    """'Type: message (file:line)' at the innermost frame: enough to fix a GPU-only failure from the JSON."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} ({Path(frame.filename).name}:{frame.lineno})"
+
+
+def _timed_rows(case, impls: dict, timer, budget_s: float) -> list[dict]:
     rows = []
     for phase in impls["ours"]:
         row = {"op": case.op, "name": case.name, "size": case.size, "dtype": np.dtype(case.dtype).name,
                "phase": phase}
         for impl, thunks in impls.items():
-            if phase in thunks:
+            if phase not in thunks:
+                continue
+            try:
                 timing = timer(thunks[phase], budget_s=budget_s)
-                row[f"{impl}_s"] = timing.median_s
-                row[f"{impl}_repeats"] = timing.repeats
+            except Exception as exc:
+                if impl not in SOFT_IMPLS:
+                    raise
+                row[f"{impl}_error"] = _failure(exc)
+                continue
+            row[f"{impl}_s"] = timing.median_s
+            row[f"{impl}_repeats"] = timing.repeats
         for work, unit in ((case.bytes_moved, "GBps"), (case.flops, "GFLOPs")):
             if work is not None:
                 amount = work.of(phase)
@@ -156,6 +205,20 @@ def run_case(case, device: str, torch, budget_s: float, smoke: bool = False) -> 
                         row[f"{impl}_{unit}"] = amount / row[f"{impl}_s"] / 1e9
         rows.append(row)
     return rows
+
+
+def _add_peak_memory(row: dict, impls: dict, inputs: dict, cupy, torch) -> None:
+    """<impl>_peak_bytes of one f+b (bench/memory.py says how each is read) and the inputs' bytes; a
+    failed reading becomes "peak_error" (a soft extra: see SOFT_IMPLS)."""
+    row["input_bytes"] = memory.input_bytes(inputs)
+    try:
+        for impl, thunks in impls.items():
+            if impl == "torch":
+                row["torch_peak_bytes"] = memory.torch_peak_bytes(torch, thunks["f+b"])
+            else:  # ours and the CuPy built-ins allocate from CuPy's pool
+                row[f"{impl}_peak_bytes"] = memory.cupy_pool_peak_bytes(cupy, thunks["f+b"])
+    except Exception as exc:
+        row["peak_error"] = _failure(exc)
 
 
 def add_limit_fractions(rows: list[dict], limits: dict) -> None:
@@ -190,6 +253,11 @@ def _rate(row: dict) -> str:
     return ""
 
 
+# The ratio columns: the NumPy reference on the CPU; on the GPU (no reference there) the CuPy built-ins.
+RATIO_COLUMNS = {"cpu": (("vs ref", "reference"), ("vs torch", "torch")),
+                 "gpu": (("vs cupy", "cupy"), ("vs torch", "torch"))}
+
+
 def render(rows: list[dict], device: str, console: Console, *, smoke: bool = False,
            limits: dict | None = None) -> Table:
     """The table fits 100 columns: short labels, the op and case printed once, no column ellipsised."""
@@ -198,13 +266,16 @@ def render(rows: list[dict], device: str, console: Console, *, smoke: bool = Fal
         title = f"nn-toolkit {device} SMOKE run: single calls incl. compilation, NOT benchmarks"
     caption = ("fwd forward, bwd backward, f+b both, upd in-place update, epoch a training epoch; "
                "rate: ours (GF/s matrix products)")
+    if device == "gpu":
+        caption += "\nvs cupy: CuPy built-ins (cupy.matmul = cuBLAS, reductions, elementwise expressions)"
     if limits:
         caption += (f"\nlimits measured: copy {limits['copy_GBps']:.3g} GB/s, "
                     f"float32 GEMM {limits['gemm_GFLOPs']:.3g} GFLOP/s")
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in ("op", "case", "size", "ph"):
         table.add_column(col, no_wrap=True, overflow="fold")
-    for col in ("ours", "rate", "vs ref", "vs torch"):
+    ratios = RATIO_COLUMNS[device]
+    for col in ("ours", "rate", *(label for label, _ in ratios)):
         table.add_column(col, justify="right", no_wrap=True, overflow="fold")
     last_op, last_case = None, None
     for r in rows:
@@ -214,8 +285,41 @@ def render(rows: list[dict], device: str, console: Console, *, smoke: bool = Fal
         table.add_row(r["op"] if r["op"] != last_op else "",
                       r["name"] if case_key != last_case else "", r["size"] if case_key != last_case else "",
                       r["phase"], _seconds(r["ours_s"]), _rate(r),
-                      _ratio(r["ours_s"], r.get("reference_s")), _ratio(r["ours_s"], r.get("torch_s")))
+                      *(_ratio(r["ours_s"], r.get(f"{impl}_s")) or ("error" if f"{impl}_error" in r else "")
+                        for _, impl in ratios))
         last_op, last_case = r["op"], case_key
+    console.print(table)
+    render_peak_memory(rows, console)
+    return table
+
+
+def _bytes(amount: int | None) -> str:
+    if amount is None:
+        return ""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1)):
+        if amount >= scale or unit == "B":
+            break
+    value = amount / scale
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def render_peak_memory(rows: list[dict], console: Console) -> Table | None:
+    """The rows with a peak-memory measurement (attention on the GPU), one line each."""
+    measured = [r for r in rows if "ours_peak_bytes" in r]
+    if not measured:
+        return None
+    impls = [impl for impl in ("ours", "cupy", "torch") if any(f"{impl}_peak_bytes" in r for r in measured)]
+    table = Table(title=f"peak device memory of one {measured[0]['phase']}, above the inputs",
+                  caption="ours/cupy: CuPy pool growth after free_all_blocks() (an upper bound); "
+                          "torch: max_memory_allocated (JSON: peak_memory_method)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in ("op", "case", "size"):
+        table.add_column(col, no_wrap=True, overflow="fold")
+    for col in ("inputs", *impls):
+        table.add_column(col, justify="right", no_wrap=True, overflow="fold")
+    for r in measured:
+        table.add_row(r["op"], r["name"], r["size"], _bytes(r.get("input_bytes")),
+                      *(_bytes(r.get(f"{impl}_peak_bytes")) for impl in impls))
     console.print(table)
     return table
 
@@ -235,6 +339,12 @@ def _select(args, console: Console) -> list | None:
                       f"--device {args.device}{' --quick' if args.quick else ''} (see --list)[/red]")
         return None
     return selected
+
+
+def _warn_soft_failures(case_rows: list[dict], label: str, console: Console) -> None:
+    problems = [f"{key}: {value}" for r in case_rows for key, value in r.items() if key.endswith("_error")]
+    for problem in dict.fromkeys(problems):  # once each, in order: a failing backward fails bwd and f+b alike
+        console.print(f"[yellow]{escape(label)}: {escape(problem)}[/yellow]")
 
 
 def main(argv=None, console: Console | None = None) -> int:
@@ -258,7 +368,10 @@ def main(argv=None, console: Console | None = None) -> int:
         return 2
     if args.list:
         for c in selected:
-            console.print(f"{c.op:12} {c.name:14} {c.size:18} {'quick' if c.quick else ''}")
+            line = f"{c.op:12} {c.name:14} {c.size:18} {'quick' if c.quick else ''}"
+            if args.device == "gpu":  # which cases have the CuPy built-in column
+                line = f"{line:51} {'cupy' if c.cupy is not None else case_defs.NO_CUPY_BASELINE}"
+            console.print(line)
         return 0
     if args.device == "gpu":
         from toolkit import backend
@@ -280,7 +393,9 @@ def main(argv=None, console: Console | None = None) -> int:
         label = f"{case.op} {case.name} {case.size}"
         console.print(f"[dim]{label}...[/dim]")
         try:
-            rows.extend(run_case(case, args.device, torch, budget, smoke=args.smoke))
+            case_rows = run_case(case, args.device, torch, budget, smoke=args.smoke)
+            rows.extend(case_rows)
+            _warn_soft_failures(case_rows, label, console)
         except Skipped as why:
             skipped.append({"case": label, "reason": str(why)})
             console.print(f"[yellow]skipped {label}: {why}[/yellow]")
@@ -300,10 +415,12 @@ def main(argv=None, console: Console | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or RESULTS / f"{args.device}-{'' if mode == 'full' else mode + '-'}{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"created": stamp, "mode": mode, "device": args.device,
-                               "machine": machine(args.device, torch), "limits": limits, "rows": rows,
-                               "skipped": skipped, "errors": errors, "argv": list(sys.argv[1:] if argv is None
-                                                                                  else argv)}, indent=1))
+    result = {"created": stamp, "mode": mode, "device": args.device, "machine": machine(args.device, torch),
+              "limits": limits, "rows": rows, "skipped": skipped, "errors": errors,
+              "argv": list(sys.argv[1:] if argv is None else argv)}
+    if args.device == "gpu":
+        result["peak_memory_method"] = memory.METHOD
+    out.write_text(json.dumps(result, indent=1))
     console.print(f"results written to {out}")
     if errors:
         console.print(f"[red]{len(errors)} case(s) failed: {', '.join(e['case'] for e in errors)}[/red]")

@@ -6,6 +6,10 @@ backward once, against a module, and the harness hands it each module in turn. T
 modules directly with arguments that are already in their validated form (C-contiguous arrays,
 resolved padding, ...): input validation is not part of what is timed.
 
+On the GPU a case may also have a CuPy built-in baseline (``Case.cupy``): the same op written with plain
+array-module operations (xp.matmul, xp.exp, reductions, ...), what a CuPy user writes without custom
+kernels. It takes the array module as an argument, so the tests run it with NumPy against the reference.
+
 Phases (the labels of the table and the JSON):
   fwd  forward only (our forward also builds its cache; PyTorch's records its autograd graph)
   bwd  backward only, from the cache of one earlier forward (PyTorch: autograd.grad with retain_graph)
@@ -54,6 +58,17 @@ class TorchGraph:
     inputs: Sequence[Any]
 
 
+@dataclass(frozen=True)
+class ArrayGraph:
+    """A case written with an array module's built-ins (``xp`` = cupy on the GPU, numpy in the tests).
+    ``forward()`` returns (output, what the backward needs), as our forward does; ``backward(result)``
+    returns the gradients in the order ours does. backward None: forward is the whole single phase (an
+    in-place optimizer update)."""
+
+    forward: Thunk
+    backward: Callable[[Any], Any] | None = None
+
+
 class Skipped(Exception):
     """The case cannot run here (the family has no GPU kernels yet, an optional package is missing)."""
 
@@ -89,6 +104,12 @@ class Case:
     # impl ("cpu", "gpu", "reference") -> what forward/backward receive as ``module``, or None when there
     # is no such implementation (its column stays empty); None: toolkit.ops.<op>.<impl>
     implementation: Callable[[str], Any] | None = None
+    # (xp, inputs: the case's own copies as xp arrays) -> ArrayGraph: the CuPy built-in column of the GPU
+    # run. None where CuPy has no honest built-in for the op (convolution, recurrences, attention).
+    cupy: Callable[[Any, dict], ArrayGraph] | None = None
+
+
+NO_CUPY_BASELINE = "no cupy baseline"  # what --list and the JSON rows of the GPU run say of the others
 
 
 def module(op: str, impl: str):
@@ -96,16 +117,27 @@ def module(op: str, impl: str):
     return importlib.import_module(f"toolkit.ops.{op}.{impl}")
 
 
+def _phase_thunks(forward: Thunk, backward: Callable[[Any], Any] | None, fused: Thunk | None,
+                  single_phase: str) -> dict[str, Thunk]:
+    if backward is None:
+        return {single_phase: forward}
+    primed = forward()  # the backward phase reuses one forward's cache
+    return {"fwd": forward, "bwd": lambda: backward(primed),
+            "f+b": fused if fused is not None else (lambda: backward(forward()))}
+
+
 def phases(case: Case, mod: Any, inputs: dict) -> dict[str, Thunk]:
-    if case.backward is None:
-        return {case.single_phase: lambda: case.forward(mod, inputs)}
-    primed = case.forward(mod, inputs)  # the backward phase reuses one forward's cache
-    return {
-        "fwd": lambda: case.forward(mod, inputs),
-        "bwd": lambda: case.backward(mod, inputs, primed),
-        "f+b": ((lambda: case.fused(mod, inputs)) if case.fused is not None
-                else (lambda: case.backward(mod, inputs, case.forward(mod, inputs)))),
-    }
+    return _phase_thunks(
+        lambda: case.forward(mod, inputs),
+        None if case.backward is None else (lambda result: case.backward(mod, inputs, result)),
+        None if case.fused is None else (lambda: case.fused(mod, inputs)),
+        case.single_phase)
+
+
+def array_phases(case: Case, xp: Any, inputs: dict) -> dict[str, Thunk]:
+    """The phases of the case's built-in baseline: f+b is its forward then its backward."""
+    graph = case.cupy(xp, inputs)
+    return _phase_thunks(graph.forward, graph.backward, None, case.single_phase)
 
 
 def torch_phases(case: Case, torch: Any, inputs: dict) -> dict[str, Thunk]:
@@ -122,6 +154,11 @@ def torch_phases(case: Case, torch: Any, inputs: dict) -> dict[str, Thunk]:
         return torch.autograd.grad(outs, spec.inputs, grads)
 
     return {"fwd": spec.run, "bwd": backward_only, "f+b": both}
+
+
+def is_array(value: Any) -> bool:
+    """A NumPy or CuPy array (an input to copy or convert), not a parameter."""
+    return isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__")
 
 
 def requires_grad(*tensors: Any) -> list[Any]:

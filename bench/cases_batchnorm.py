@@ -1,15 +1,44 @@
 """batchnorm in training mode (batch statistics, running statistics updated in place), features on the
 last axis: a dense layer's (256, 1024) and a convolution's (8, 56, 56, 64). PyTorch's F.batch_norm
 normalises axis 1, so the 4-D input is converted once to contiguous NCHW outside the timed region;
-Keras' momentum 0.99 (weight of the old value) is PyTorch's momentum 0.01."""
+Keras' momentum 0.99 (weight of the old value) is PyTorch's momentum 0.01.
+
+The CuPy built-in baseline (GPU) computes the batch statistics with xp reductions over every axis but
+the last (mean, then the biased variance), updates the running statistics in place and normalises with
+array expressions; its backward is the compact formula of the reference, in float32 throughout."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .cases import F32, Case, TorchGraph, Work, requires_grad
+from .cases import F32, ArrayGraph, Case, TorchGraph, Work, requires_grad
 
 MOMENTUM, EPS = 0.99, 1e-3
+
+
+def _builtin_batchnorm(xp, inp):
+    x, gamma, beta, dy = inp["x"], inp["gamma"], inp["beta"], inp["dy"]
+    axes = tuple(range(x.ndim - 1))
+    per_feature = x.size // x.shape[-1]
+
+    def forward():
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)  # biased, as Keras' training statistics
+        for running, batch in ((inp["running_mean"], mean), (inp["running_var"], var)):
+            running *= MOMENTUM
+            running += (1 - MOMENTUM) * batch
+        inv_std = 1 / xp.sqrt(var + EPS)
+        x_hat = (x - mean) * inv_std
+        return gamma * x_hat + beta, (x_hat, inv_std)
+
+    def backward(result):
+        x_hat, inv_std = result[1]
+        dbeta = dy.sum(axis=axes)
+        dgamma = (dy * x_hat).sum(axis=axes)
+        dx = (gamma * inv_std) * (dy - dbeta / per_feature - x_hat * (dgamma / per_feature))
+        return dx, dgamma, dbeta
+
+    return ArrayGraph(forward=forward, backward=backward)
 
 
 def _batchnorm(shape: tuple[int, ...], quick: bool) -> Case:
@@ -44,7 +73,7 @@ def _batchnorm(shape: tuple[int, ...], quick: bool) -> Case:
     return Case(
         op="batchnorm", name="train", size="x".join(map(str, shape)), make_inputs=make, quick=quick,
         forward=forward, backward=lambda mod, inp, res: mod.backward(inp["dy"], res[1]),
-        torch=torch_impl,
+        torch=torch_impl, cupy=_builtin_batchnorm,
         bytes_moved=Work(fwd=3 * n * F32, bwd=3 * n * F32),  # x -> y, x_hat (the cache); dy, x_hat -> dx
     )
 

@@ -1,13 +1,18 @@
 """optim: one in-place optimizer step on 2^22 float32 parameters (phase "upd": an update has no
 backward). Adam (Keras defaults, eps 1e-7) against torch.optim.Adam, and SGD with momentum 0.9 against
 torch.optim.SGD (PyTorch folds the learning rate in after the velocity; the same reads and writes).
-The step counter stays fixed across repeats: the cost of a step does not depend on it."""
+The step counter stays fixed across repeats: the cost of a step does not depend on it.
+
+The CuPy built-in baseline (GPU) is the same update as in-place array expressions (m *= beta1; m +=
+(1 - beta1) g; ...), Keras' eps placement as ours: one kernel per operator and a temporary between them."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .cases import F32, Case, TorchStep, Work
+from toolkit.ops.optim.reference import adam_step_size
+
+from .cases import F32, ArrayGraph, Case, TorchStep, Work
 
 LR_SGD, MOMENTUM = 0.01, 0.9
 LR_ADAM, BETA1, BETA2, EPS, STEP = 1e-3, 0.9, 0.999, 1e-7, 10
@@ -28,6 +33,32 @@ def _torch_param(inp):
     return p
 
 
+def _builtin_adam(xp, inp):
+    step_size = adam_step_size(LR_ADAM, BETA1, BETA2, STEP)  # lr sqrt(1 - b2^t) / (1 - b1^t), a float
+
+    def update():
+        param, grad, m, v = inp["param"], inp["grad"], inp["m"], inp["v"]  # updated in place below
+        m *= BETA1
+        m += (1 - BETA1) * grad
+        v *= BETA2
+        v += (1 - BETA2) * (grad * grad)
+        param -= step_size * m / (xp.sqrt(v) + EPS)
+        return param
+
+    return ArrayGraph(forward=update)
+
+
+def _builtin_sgd_momentum(xp, inp):
+    def update():
+        param, grad, velocity = inp["param"], inp["grad"], inp["velocity"]  # updated in place below
+        velocity *= MOMENTUM
+        velocity -= LR_SGD * grad
+        param += velocity
+        return param
+
+    return ArrayGraph(forward=update)
+
+
 def _adam(n: int, label: str, quick: bool) -> Case:
     def torch_impl(torch, inp):
         p = _torch_param(inp)
@@ -37,7 +68,7 @@ def _adam(n: int, label: str, quick: bool) -> Case:
         op="optim", name="adam", size=label, make_inputs=_make(n, ("m", "v")), quick=quick,
         forward=lambda mod, inp: mod.adam_update(inp["param"], inp["grad"], inp["m"], inp["v"], STEP, LR_ADAM,
                                                  BETA1, BETA2, EPS),
-        backward=None, torch=torch_impl,
+        backward=None, torch=torch_impl, cupy=_builtin_adam,
         bytes_moved=Work(fwd=7 * n * F32),  # param, grad, m, v -> param, m, v
     )
 
@@ -51,7 +82,7 @@ def _sgd_momentum(n: int, label: str, quick: bool) -> Case:
         op="optim", name="sgd momentum", size=label, make_inputs=_make(n, ("velocity",)), quick=quick,
         forward=lambda mod, inp: mod.sgd_update(inp["param"], inp["grad"], inp["velocity"], LR_SGD, MOMENTUM,
                                                 False),
-        backward=None, torch=torch_impl,
+        backward=None, torch=torch_impl, cupy=_builtin_sgd_momentum,
         bytes_moved=Work(fwd=5 * n * F32),  # param, grad, velocity -> param, velocity
     )
 

@@ -2,9 +2,11 @@
 # One command for a session that is lent a GPU (device tool): everything the GPU issue and the
 # performance issue ask of a real device, in one batch, results under $OUT (or bench/results/gpu-run).
 #   bash bench/gpu_session.sh            # on the device machine, from the repository root
-# Steps: environment record, pytest -m gpu, compute-sanitizer memcheck and racecheck (plus synccheck,
-# initcheck) over the GPU tests, then the GPU benchmarks. Each step's log is kept; a failing step does
-# not stop the next.
+# Steps: environment record, pytest -m gpu, compute-sanitizer memcheck and racecheck (plus synccheck)
+# over the GPU tests, the harness's own GPU tests (the CuPy built-in baselines against the
+# NumPy reference on the device, the peak-memory readers), then the GPU benchmarks (ours vs the CuPy
+# built-ins vs PyTorch, attention's peak memory). Each step's log is kept; a failing step does not stop
+# the next.
 set -uo pipefail
 # The device image has CuPy, NumPy, Numba, SymPy, rich, pytest and hypothesis, but not plotext (used by
 # worked_examples): carry its wheel as the device tool's README describes, or the worked-example GPU
@@ -34,5 +36,6 @@ step gpu-tests $py -m pytest -q -m gpu -p no:cacheprovider tests/cuda tests/nn t
 step memcheck compute-sanitizer --tool memcheck --error-exitcode 9 $py -m pytest -q -m gpu -x -p no:cacheprovider tests/cuda -k "not slow"
 step racecheck compute-sanitizer --tool racecheck --error-exitcode 9 $py -m pytest -q -m gpu -x -p no:cacheprovider tests/cuda -k "softmax or reduce or dense or conv2d or attention or batchnorm or losses"
 step synccheck compute-sanitizer --tool synccheck --error-exitcode 9 $py -m pytest -q -m gpu -x -p no:cacheprovider tests/cuda -k "not slow"
+step bench-tests $py -m pytest -q -m gpu -p no:cacheprovider tests/test_bench.py
 step bench $py -m bench --device gpu --out "$out/bench-gpu.json"
 cat "$out/summary.txt"

@@ -27,16 +27,22 @@ def cpu_limits(budget_s: float) -> dict:
             "gemm_GFLOPs": 2 * m**3 / gemm / 1e9, "gemm_what": f"numpy float32 matmul {m}^3"}
 
 
-def gpu_limits(budget_s: float) -> dict:
+def gpu_limits(budget_s: float, copy_values: int = 1 << 28, gemm_n: int = 4096) -> dict:
+    """The GPU's limits (the sizes are parameters so that the tests can run this on a fake CuPy)."""
     import cupy
 
-    n = 1 << 28
+    n = copy_values
     src, dst = cupy.ones(n, cupy.float32), cupy.empty(n, cupy.float32)
     copy = time_gpu(lambda: cupy.copyto(dst, src), budget_s=budget_s).median_s
     del src, dst
-    m = 4096
+    m = gemm_n
     a, b = cupy.ones((m, m), cupy.float32), cupy.ones((m, m), cupy.float32)
     gemm = time_gpu(lambda: a @ b, budget_s=budget_s).median_s
     tf32 = os.environ.get("CUPY_TF32", "0")
-    return {"copy_GBps": 2 * n * 4 / copy / 1e9, "copy_what": "cupy.copyto float32 2^28 device to device",
+    return {"copy_GBps": 2 * n * 4 / copy / 1e9,
+            "copy_what": f"cupy.copyto float32 {_power_of_two(n)} device to device",
             "gemm_GFLOPs": 2 * m**3 / gemm / 1e9, "gemm_what": f"cuBLAS float32 matmul {m}^3 (CUPY_TF32={tf32})"}
+
+
+def _power_of_two(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
