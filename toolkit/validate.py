@@ -82,6 +82,13 @@ def same_shape(name: str, a: Any, like_name: str, like: Any) -> None:
         raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}; got {tuple(a.shape)}")
 
 
+def flag(name: str, value: Any) -> bool:
+    """A Python or NumPy bool, as bool; 0/1, strings and None are refused (a typo must not mean False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be a positive integer; got {value!r} ({type(value).__name__})")

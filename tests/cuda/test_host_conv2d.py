@@ -17,6 +17,8 @@ dx, N*OH*OW for dw); sum|products| is the reference run on |x|, |w|, |dy|. db is
 rounded once, so it must be within one rounding (eps |db|) of the float64 sum.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -302,6 +304,41 @@ def test_a_missing_barrier_is_caught(rng):
     x, w, b, stride, pads = setup(rng, (2, 7, 9, 3), (3, 3, 3, 4), 1, "same", np.float64)
     y, _ = gpu.forward_on(harness.target(broken), x, w, b, stride, pads)
     assert not np.allclose(y, reference.forward(x, w, b, stride, pads)[0], equal_nan=False)
+
+
+# --- need_dx=False: no dx kernel launched, dw and db the same bits -----------------------------------------
+def recording(target, launched):
+    """``target`` whose kernel look-ups (one per launch in gpu.py) are appended to ``launched``."""
+    def get_function(expression):
+        launched.append(expression)
+        return target.get_function(expression)
+    return dataclasses.replace(target, get_function=get_function)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 6, 13)], ids=lambda c: c[0])  # narrow, 1x1, wide dx
+def test_without_dx_no_dx_kernel_runs_and_dw_db_keep_their_bits(target, case, dtype, rng):
+    _, x_shape, w_shape, stride, padding = case
+    x, w, b, stride, pads = setup(rng, x_shape, w_shape, stride, padding, dtype)
+    y, cache = gpu.forward_on(target, x, w, b, stride, pads)
+    dy = random_array(rng, y.shape, dtype)
+    launched = {True: [], False: []}
+    with_dx = gpu.backward_on(recording(target, launched[True]), dy, cache)
+    without = gpu.backward_on(recording(target, launched[False]), dy, cache, need_dx=False)
+    assert sum("conv2d_backward_data" in e for e in launched[True]) == 1
+    assert [e for e in launched[True] if "conv2d_backward_data" not in e] == launched[False]
+    assert with_dx[0] is not None and without[0] is None
+    for got, want in zip(without[1:], with_dx[1:]):
+        assert got.dtype == dtype and np.array_equal(got, want)
+
+
+def test_public_gpu_path_passes_need_dx(fake_cupy, rng):
+    x, w, b, stride, pads = setup(rng, (2, 7, 9, 3), (3, 3, 3, 4), 2, "same", np.float64)
+    y, cache = gpu.forward(x, w, b, stride, pads)
+    dy = random_array(rng, y.shape)
+    dx, dw, db = gpu.backward(dy, cache)
+    got = gpu.backward(dy, cache, need_dx=False)
+    assert dx is not None and got[0] is None and np.array_equal(got[1], dw) and np.array_equal(got[2], db)
 
 
 # --- property-based: any small geometry, either order, float32 or float64 --------------------------------

@@ -199,6 +199,39 @@ def test_a_missing_barrier_is_caught(rng):
     assert not np.allclose(y, x @ W + b, equal_nan=False)
 
 
+# --- need_dx=False: the dx GEMM is not launched, dW and db the same bits -----------------------------------
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(33, 65, 17), (257, 9, 5)], ids=["partial_tiles", "split_k_dW"])
+def test_without_dx_no_dx_gemm_runs_and_dW_db_keep_their_bits(target, shape, dtype, bias, monkeypatch, rng):
+    x, W, b, dy = inputs(rng, *shape, dtype, bias)
+    _, cache = gpu.forward_on(target, x, W, b)
+    products = []
+    real_gemm = gpu.gemm_on
+
+    def gemm_spy(target, a, b, bias, **flags):
+        products.append("dx" if flags.get("b_transposed") else "dW" if flags.get("a_transposed") else "other")
+        return real_gemm(target, a, b, bias, **flags)
+
+    monkeypatch.setattr(gpu, "gemm_on", gemm_spy)
+    dx, dW, db = gpu.backward_on(target, dy, cache)
+    assert products == ["dx", "dW"]
+    products.clear()
+    got = gpu.backward_on(target, dy, cache, need_dx=False)
+    assert products == ["dW"]
+    assert dx is not None and got[0] is None
+    assert got[1].dtype == dtype and np.array_equal(got[1], dW)
+    assert (got[2] is None and db is None) if not bias else np.array_equal(got[2], db)
+
+
+def test_public_gpu_path_passes_need_dx(fake_cupy, rng):
+    x, W, b, dy = inputs(rng, 33, 65, 17, np.float64)
+    _, cache = gpu.forward(x, W, b)
+    dx, dW, db = gpu.backward(dy, cache)
+    got = gpu.backward(dy, cache, need_dx=False)
+    assert dx is not None and got[0] is None and np.array_equal(got[1], dW) and np.array_equal(got[2], db)
+
+
 # --- property-based: any small shape, either order, float32 or float64 -----------------------------------
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 40), fan_in=st.integers(1, 40), fan_out=st.integers(1, 40), bias=st.booleans(),

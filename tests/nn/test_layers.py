@@ -479,3 +479,46 @@ def test_property_pooling_shape_arithmetic(h, w, p, s, padding, mode):
     assert y.shape == (1, *expected[1:])
     if mode is MaxPooling2D and padding == "valid":  # increasing input: each window's max is its last cell
         assert y[0, -1, -1, 0] == x[0, (expected[1] - 1) * s + p - 1, (expected[2] - 1) * s + p - 1, 0]
+
+
+# --- backward(dy, need_dx=False): Dense and Conv2D skip dx, the rest still return it -------------------------
+@pytest.mark.parametrize("make,shape", [
+    (lambda: Dense(3, activation="tanh"), (4, 5)),
+    (lambda: Conv2D(3, 3, padding="same", activation="relu"), (2, 6, 5, 2)),
+    (lambda: Conv2D(2, 2, use_bias=False), (2, 4, 4, 3)),
+], ids=["dense", "conv2d", "conv2d_no_bias"])
+def test_layers_that_skip_dx_return_none_and_the_same_gradients(make, shape, rng):
+    layer = make()
+    x = random_array(rng, shape, np.float32)
+    y = layer.forward(x, training=True)
+    dy = random_array(rng, y.shape, np.float32)
+    dx = layer.backward(dy)  # a direct call still returns dx
+    assert layer.skips_dx and dx.shape == x.shape
+    grads = layer.grads()
+    assert layer.backward(dy, need_dx=False) is None
+    assert all(np.array_equal(a, b) for a, b in zip(layer.grads(), grads))  # bit for bit
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: Flatten(), (2, 3, 4, 2)),
+    (lambda: MaxPooling2D(2), (2, 4, 4, 3)),
+    (lambda: BatchNormalization(), (6, 4)),
+    (lambda: Activation("sigmoid"), (3, 5)),
+    (lambda: SimpleRNN(3), (2, 4, 3)),
+], ids=["flatten", "max_pool", "batchnorm", "activation", "simple_rnn"])
+def test_other_layers_ignore_need_dx_and_return_dx(make, shape, rng):
+    layer = make()
+    x = random_array(rng, shape, np.float64)
+    y = layer.forward(x, training=True)
+    dy = random_array(rng, y.shape)
+    dx = layer.backward(dy)
+    assert not layer.skips_dx
+    assert np.array_equal(layer.backward(dy, need_dx=False), dx)
+
+
+def test_need_dx_must_be_a_bool(rng):
+    layer = Dense(2)
+    layer.forward(random_array(rng, (3, 4)))
+    for bad in (0, "no", None):
+        with pytest.raises(TypeError, match=f"need_dx must be True or False; got {bad!r}"):
+            layer.backward(random_array(rng, (3, 2)), need_dx=bad)

@@ -16,6 +16,7 @@ from toolkit import backend
 from toolkit.nn import (LSTM, SGD, Activation, Adam, AveragePooling2D, BatchNormalization, CategoricalCrossentropy,
                         Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequential, SimpleRNN, to_categorical, zoo)
 from toolkit.nn import losses as nn_losses
+from toolkit.nn.base import Layer
 from toolkit.ops.losses import loss_backward, loss_forward
 
 
@@ -514,3 +515,72 @@ def test_model_on_the_gpu_matches_the_cpu(rng):
 
     for a, b in zip(trained("cpu"), trained("gpu")):
         assert_close(a, b, atol=1e-5, rtol=1e-4, name="weights after training")
+
+
+# --- training skips the first layer's dx --------------------------------------------------------------------
+def _record_backward(monkeypatch, calls, force_dx=False):
+    """Spy on every Layer.backward: (layer name, need_dx received, whether dx came back). ``force_dx``
+    hands every layer need_dx=True instead: the training step as it was before need_dx existed."""
+    real = Layer.backward
+
+    def backward(self, dy, need_dx=True):
+        dx = real(self, dy, need_dx=True if force_dx else need_dx)
+        calls.append((self.name, need_dx, dx is not None))
+        return dx
+
+    monkeypatch.setattr(Layer, "backward", backward)
+
+
+def _small_cnn():
+    return Sequential([Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1), name="c1"), AveragePooling2D(2, name="s2"),
+                       Conv2D(5, 2, activation="tanh", name="c3"), Flatten(name="flat"),
+                       Dense(3, activation="softmax", name="out")], seed=3)
+
+
+def test_fit_tells_only_the_first_layer_that_its_dx_is_unused_and_trains_the_same(rng, monkeypatch):
+    x = rng.random((20, 8, 8, 1)).astype(np.float32)
+    y = to_categorical(np.arange(20) % 3, 3)
+    trained = {}
+    for force_dx in (True, False):
+        calls = []
+        with monkeypatch.context() as patch:
+            _record_backward(patch, calls, force_dx)
+            model = _small_cnn()
+            model.compile(Adam(learning_rate=0.01), "categorical_crossentropy", metrics=["accuracy"])
+            history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        trained[force_dx] = model.get_weights(), history, calls
+    (w_old, h_old, _), (w_new, h_new, calls) = trained[True], trained[False]
+    assert h_new == h_old and all(np.array_equal(a, b) for a, b in zip(w_new, w_old))  # bit for bit
+    step = [("out", True, True), ("flat", True, True), ("c3", True, True), ("s2", True, True), ("c1", False, False)]
+    assert calls == step * 6  # 2 epochs of 3 batches; c1 got need_dx=False and computed no dx
+
+
+def test_layers_before_the_first_parameters_are_not_run_backward(rng, monkeypatch):
+    # Flatten and Dropout have no gradients to store and nothing below them needs dx: training skips them,
+    # and the first Dense is told that its dx is unused.
+    calls = []
+    _record_backward(monkeypatch, calls)
+    model = Sequential([Flatten(input_shape=(3, 2), name="flat"), Dropout(0.2, name="drop"), Dense(4, name="d1"),
+                        Dense(2, activation="softmax", name="d2")], seed=0)
+    model.compile("sgd", "categorical_crossentropy")
+    x, y = random_array(rng, (5, 3, 2), np.float32), to_categorical([0, 1, 1, 0, 1], 2)
+    model.train_on_batch(x, y)
+    assert calls == [("d2", True, True), ("d1", False, False)]
+    calls.clear()
+    _, grads = model.loss_and_gradients(x, y)  # only the parameters' gradients: no dx either
+    assert calls == [("d2", True, True), ("d1", False, False)] and len(grads) == 4
+
+
+def test_model_backward_returns_dx_unless_told_otherwise(rng):
+    model = _small_cnn()
+    model.compile("sgd", "categorical_crossentropy")
+    x = random_array(rng, (2, 8, 8, 1), np.float32)
+    out = model.forward(x, training=True)
+    dy = random_array(rng, out.shape, np.float32)
+    dx = model.backward(dy)
+    assert dx.shape == x.shape
+    grads = model.grads()
+    assert model.backward(dy, need_dx=False) is None
+    assert all(np.array_equal(a, b) for a, b in zip(model.grads(), grads))
+    with pytest.raises(TypeError, match="need_dx must be True or False; got 'no'"):
+        model.backward(dy, need_dx="no")

@@ -1,6 +1,8 @@
 """conv2d: Numba vs the NumPy reference, backward vs finite differences and SymPy, the geometry against
 the notes' output sizes and Keras' "same", an independent oracle (SciPy), IEEE propagation, bad input."""
 
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -10,7 +12,7 @@ from scipy import signal
 
 from tests.helpers import assert_close, check_gradient, random_array, tolerance
 from toolkit.ops import conv2d as conv
-from toolkit.ops.conv2d import cpu, geometry, reference
+from toolkit.ops.conv2d import cpu, geometry, reference, shifted
 
 # (id, x shape (N, H, W, Cin), w shape (KH, KW, Cin, Cout), stride, padding)
 CASES = [
@@ -397,3 +399,184 @@ def test_property_numba_matches_reference_or_rejects(n, h, wd, cin, cout, kh, kw
     inner = float((dy * (y - b)).sum())
     assert float((dx * x).sum()) == pytest.approx(inner, rel=1e-10, abs=1e-10)
     assert float((dw * w).sum()) == pytest.approx(inner, rel=1e-10, abs=1e-10)
+
+
+# --- need_dx=False: a model's first layer gets dw and db only ---------------------------------------------
+def _spy(monkeypatch, module, name, calls):
+    """Replace module.name by a wrapper that records its name in ``calls`` (looked up at call time)."""
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+def _two_images(dtype):
+    """The cols of two of the chunked cases' images (3 x 4 output pixels, K = 27)."""
+    return 2 * 3 * 4 * 27 * np.dtype(dtype).itemsize
+
+
+# (id, x shape, w shape, stride, padding, module attributes set (a callable: of the dtype), the calls to count)
+NEED_DX_PATHS = [
+    ("image_by_image_serial", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 1 << 62},
+     ["_backward_images_serial"]),
+    ("image_by_image_parallel", (5, 14, 14, 6), (5, 5, 6, 16), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 0},
+     ["_backward_images_parallel"]),
+    # A cols budget of two images: chunks of 2, 2 and 1, each with its own products (and col2im with dx).
+    ("chunked_serial", (5, 6, 7, 3), (3, 3, 3, 4), 2, 1,
+     {"CHUNK_BYTES": _two_images, "PARALLEL_MIN_WORK": 1 << 60}, ["_im2col", "matmul", "_col2im"]),
+    ("chunked_parallel", (5, 6, 7, 3), (3, 3, 3, 4), 2, 1,
+     {"CHUNK_BYTES": _two_images, "PARALLEL_MIN_WORK": 0}, ["_im2col", "matmul", "_col2im"]),
+    ("pointwise", (3, 4, 5, 6), (1, 1, 6, 2), 1, "valid", {}, ["matmul"]),
+]
+# What each path calls with dx and without: the dx product and col2im are the calls that disappear.
+NEED_DX_CALLS = {
+    "image_by_image_serial": ({"_backward_images_serial": 1}, {"_backward_images_serial": 1}),
+    "image_by_image_parallel": ({"_backward_images_parallel": 1}, {"_backward_images_parallel": 1}),
+    "chunked_serial": ({"_im2col": 3, "matmul": 6, "_col2im": 3}, {"_im2col": 3, "matmul": 3}),
+    "chunked_parallel": ({"_im2col": 3, "matmul": 6, "_col2im": 3}, {"_im2col": 3, "matmul": 3}),
+    "pointwise": ({"matmul": 2}, {"matmul": 1}),
+}
+
+
+def _backward_both_ways(module, dy, cache):
+    with_dx = module.backward(dy, cache)
+    without = module.backward(dy, cache, need_dx=False)
+    return with_dx, without
+
+
+def _assert_same_bits(with_dx, without, has_bias):
+    dx, dw, db = with_dx
+    assert dx is not None and without[0] is None
+    assert without[1].dtype == dw.dtype and np.array_equal(without[1], dw), "dw changed without dx"
+    if has_bias:
+        assert without[2].dtype == db.dtype and np.array_equal(without[2], db), "db changed without dx"
+    else:
+        assert db is None and without[2] is None
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", NEED_DX_PATHS, ids=[c[0] for c in NEED_DX_PATHS])
+def test_without_dx_every_cpu_path_gives_the_same_dw_db_bits_and_skips_dx(case, dtype, bias, rng, monkeypatch):
+    path, x_shape, w_shape, stride, padding, settings, spied = case
+    for name, value in settings.items():
+        monkeypatch.setattr(cpu, name, value(dtype) if callable(value) else value)
+    x, w, b, stride, pads = _setup(rng, x_shape, w_shape, stride, padding, dtype, bias)
+    y, cache = cpu.forward(x, w, b, stride, pads)
+    dy = random_array(rng, y.shape, dtype)
+    calls = []
+    for name in spied:
+        _spy(monkeypatch, cpu, name, calls)
+    with_dx = cpu.backward(dy, cache)
+    calls_with, calls[:] = list(calls), []
+    without = cpu.backward(dy, cache, need_dx=False)
+    counts = ({n: calls_with.count(n) for n in set(calls_with)}, {n: calls.count(n) for n in set(calls)})
+    assert counts == NEED_DX_CALLS[path], f"{path}: calls with dx, without: {counts}"
+    _assert_same_bits(with_dx, without, bias)
+    # ... and the dx it still computes by default is the reference's.
+    dx_ref = reference.backward(dy, reference.forward(x, w, b, stride, pads)[1])[0]
+    assert_within_dot_bound(with_dx[0], dx_ref, _magnitudes(x, w, b, dy, stride, pads)[1], dtype, "dx")
+
+
+@pytest.mark.parametrize("driver", ["_backward_images_serial", "_backward_images_parallel"])
+def test_image_by_image_kernels_do_not_touch_dx_without_need_dx(driver, rng):
+    # The kernels are Numba code (no spy inside): run them on a dx filled with a sentinel. With need_dx
+    # they add the image's gradient into it; without, every sentinel survives and dw is the same bits.
+    n, h, wd, cin, kh, kw, cout = 3, 14, 14, 6, 5, 5, 16
+    oh, ow, k = h - kh + 1, wd - kw + 1, kh * kw * cin
+    x, w = random_array(rng, (n, h, wd, cin)), random_array(rng, (kh, kw, cin, cout))
+    dy = random_array(rng, (n, oh, ow, cout))
+    geometry_args = (cin, kh, kw, 1, 1, 0, 0, oh, ow)
+    results = {}
+    for need_dx, start in [(True, 0.0), (False, 7.0)]:
+        dx = np.full(x.shape, start)
+        dw_partial = np.zeros((n, k, cout))  # one image per block
+        getattr(cpu, driver)(x.reshape(n, h, -1), w.reshape(k, cout), dy.reshape(-1, cout), *geometry_args,
+                             dx.reshape(n, h, -1), dw_partial, need_dx, 1)
+        results[need_dx] = dx, dw_partial
+    assert np.all(results[False][0] == 7.0), "col2im ran without need_dx"
+    assert np.array_equal(results[False][1], results[True][1])
+    dx_ref, dw_ref, _ = reference.backward(dy, reference.Conv2DCache(x, w, False, (1, 1), ((0, 0), (0, 0))))
+    assert_close(results[True][0], dx_ref, **tolerance(np.float64), name="dx with need_dx")
+    assert_close(results[True][1].sum(axis=0), dw_ref.reshape(k, cout), **tolerance(np.float64), name="dw")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_without_dx_the_reference_gives_the_same_dw_db_bits(dtype, rng):
+    x, w, b, stride, pads = _setup(rng, (2, 7, 9, 3), (3, 3, 3, 4), (2, 1), "same", dtype)
+    y, cache = reference.forward(x, w, b, stride, pads)
+    dy = random_array(rng, y.shape, dtype)
+    _assert_same_bits(*_backward_both_ways(reference, dy, cache), True)
+
+
+def test_public_backward_passes_need_dx_and_checks_its_type(rng, monkeypatch):
+    x, w, b, stride, pads = _setup(rng, (2, 6, 6, 2), (3, 3, 2, 3), 1, "same", np.float64)
+    y, cache = conv.conv2d_forward(x, w, b, padding="same")
+    dy = random_array(rng, y.shape)
+    dx, dw, db = conv.conv2d_backward(dy, cache)
+    for flag in (False, np.bool_(False)):
+        _assert_same_bits((dx, dw, db), conv.conv2d_backward(dy, cache, need_dx=flag), True)
+    assert conv.conv2d_backward(dy, cache, need_dx=np.bool_(True))[0] is not None
+
+    def kernel_must_not_run(*args, **kwargs):
+        raise AssertionError("a kernel ran before validation failed")
+
+    monkeypatch.setattr(cpu, "backward", kernel_must_not_run)
+    for bad in (0, 1, "False", None, np.float64(0.0)):
+        with pytest.raises(TypeError, match=rf"need_dx must be True or False; got {re.escape(repr(bad))}"):
+            conv.conv2d_backward(dy, cache, need_dx=bad)
+
+
+SHIFTED_CASES = [  # stride 1, total padding KH-1 and KW-1: the shifted path once its size thresholds are lifted
+    ("3x3_same", (2, 7, 6, 3), (3, 3, 3, 4), "same"),
+    ("even_kernel_same", (2, 6, 7, 3), (2, 4, 3, 2), "same"),  # odd total padding: extra bottom/right
+    ("explicit_top_heavy", (2, 6, 5, 2), (3, 3, 2, 3), ((2, 0), (0, 2))),
+]
+
+
+@pytest.fixture
+def forced_shifted(monkeypatch):
+    """The shifted path at test sizes, as tests/ops/test_conv2d_shifted.py forces it."""
+    monkeypatch.setattr(shifted, "MIN_MACS", 0)
+    monkeypatch.setattr(shifted, "MIN_CHANNELS", 1)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SHIFTED_CASES, ids=[c[0] for c in SHIFTED_CASES])
+def test_without_dx_the_shifted_path_gives_the_same_dw_db_bits_and_skips_dx(case, dtype, bias, rng, monkeypatch,
+                                                                            forced_shifted):
+    _, x_shape, w_shape, padding = case
+    x, w, b, stride, pads = _setup(rng, x_shape, w_shape, 1, padding, dtype, bias)
+    assert shifted.applies(x.shape, w.shape, stride, pads)
+    y, cache = cpu.forward(x, w, b, stride, pads)
+    dy = random_array(rng, y.shape, dtype)
+    calls = []
+    for name in ("backward", "_accumulate_shifted"):  # the dx products are the _accumulate_shifted call
+        _spy(monkeypatch, shifted, name, calls)
+    _spy(monkeypatch, cpu, "_im2col", calls)  # the im2col fallback must not run either
+    with_dx = cpu.backward(dy, cache)
+    assert sorted(calls) == ["_accumulate_shifted", "backward"]
+    calls.clear()
+    without = cpu.backward(dy, cache, need_dx=False)
+    assert calls == ["backward"], "without dx the shifted backward runs no dx products (_accumulate_shifted)"
+    _assert_same_bits(with_dx, without, bias)
+
+
+@pytest.mark.parametrize("where", ["w", "x"])
+def test_without_dx_the_shifted_paths_non_finite_detour_is_the_same(where, rng, monkeypatch, forced_shifted):
+    # A non-finite w (checked first) or x (seen in dw) sends dw to im2col, with dx or without: same bits.
+    x, w, b, stride, pads = _setup(rng, (2, 7, 6, 3), (3, 3, 3, 4), 1, "same", np.float64)
+    (w if where == "w" else x)[1, 1, 2, 0] = np.inf
+    y, cache = cpu.forward(x, w, b, stride, pads)
+    dy = random_array(rng, y.shape)
+    calls = []
+    _spy(monkeypatch, cpu, "_im2col", calls)
+    with_dx, without = _backward_both_ways(cpu, dy, cache)
+    assert calls == ["_im2col", "_im2col"], "both must detour to im2col"
+    assert without[0] is None
+    assert np.isfinite(without[1]).all() == (where == "w")  # dw = x^T dy: only a non-finite x reaches it
+    assert np.array_equal(without[1], with_dx[1], equal_nan=True) and np.array_equal(without[2], with_dx[2])

@@ -211,3 +211,48 @@ def test_property_mismatched_features_are_rejected(x_shape, w_shape):
     else:
         with pytest.raises(ValueError, match=esc(f"W must have shape ({x_shape[1]}, any) to match x's")):
             D.dense_forward(x, W)
+
+
+# --- need_dx=False: a model's first layer gets dW and db only -----------------------------------------------
+class _Unreadable:
+    """Stands in for W in a cache: backward reads W only for dx = dy W^T, so a read means dx was computed."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"W.{name} was read: dy W^T was computed")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("module", [cpu, reference], ids=["numba", "reference"])
+def test_without_dx_dW_db_are_the_same_bits_and_dy_WT_is_skipped(module, dtype, bias, kernels, rng):
+    x, W, b = dense_inputs(rng, 300, 120, 150, dtype, bias)
+    y, cache = module.forward(x, W, b)
+    dy = random_array(rng, y.shape, dtype)
+    dx, dW, db = module.backward(dy, cache)
+    assert dx is not None
+    blind = cache._replace(W=_Unreadable())
+    got_dx, got_dW, got_db = module.backward(dy, blind, need_dx=False)
+    assert got_dx is None
+    assert got_dW.dtype == dtype and np.array_equal(got_dW, dW)
+    assert (got_db is None and db is None) if not bias else (got_db.dtype == dtype and np.array_equal(got_db, db))
+    with pytest.raises(AssertionError, match=r"dy W\^T was computed"):  # the stand-in does catch a read
+        module.backward(dy, blind)
+
+
+def test_public_backward_passes_need_dx_and_checks_its_type(rng, monkeypatch):
+    x, W, b = dense_inputs(rng, 7, 3, 4, np.float64)
+    y, cache = D.dense_forward(x, W, b)
+    dy = random_array(rng, y.shape)
+    dx, dW, db = D.dense_backward(dy, cache)
+    for flag in (False, np.bool_(False)):
+        got = D.dense_backward(dy, cache, need_dx=flag)
+        assert got[0] is None and np.array_equal(got[1], dW) and np.array_equal(got[2], db)
+    assert_close(D.dense_backward(dy, cache, need_dx=np.bool_(True))[0], dx, atol=0, rtol=0, name="dx")
+
+    def kernel_must_not_run(*args, **kwargs):
+        raise AssertionError("a kernel ran before validation failed")
+
+    monkeypatch.setattr(cpu, "backward", kernel_must_not_run)
+    for bad in (0, 1, "False", None, np.float64(0.0)):
+        with pytest.raises(TypeError, match=rf"need_dx must be True or False; got {esc(repr(bad))}"):
+            D.dense_backward(dy, cache, need_dx=bad)

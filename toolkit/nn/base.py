@@ -14,7 +14,9 @@ Life of a layer:
 * ``build(input_shape)``: allocates the parameters with the layer's seeded initialisers, in the
   layer's dtype, on the device in use (``toolkit.backend.use``). ``forward`` builds on first call.
 * ``forward(x, training=False)``: runs the op(s), keeps the cache; ``backward(dy)`` returns dx and
-  stores the parameter gradients, in the order of ``params()``, for ``grads()``.
+  stores the parameter gradients, in the order of ``params()``, for ``grads()``. ``backward(dy,
+  need_dx=False)`` says dx will not be used (a model's first layer, see Sequential.backward): layers
+  that can skip computing it (``skips_dx``: Dense, Conv2D) then return None, the others still return dx.
 
 Every error raised by a layer, including the op's own validation errors, starts with
 ``layer '<name>' (<Type>)`` so that in a deep model the culprit is named.
@@ -27,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import backend
+from .. import backend, validate
 from . import initializers
 
 Shape = tuple[Any, ...]  # (None or int, int, ...)
@@ -116,6 +118,9 @@ class Layer:
     input_ranks: tuple[int, ...] | None = None
     #: what the axes mean, for error messages
     input_axes: str = ""
+    #: whether ``_backward`` takes ``need_dx`` and skips dx's work when it is False (a layer whose op can,
+    #: Dense and Conv2D); other layers keep the one-argument ``_backward`` and always compute dx
+    skips_dx: bool = False
 
     def __init__(self, *, name: str | None = None, dtype: Any = None, seed: Any = None,
                  input_shape: Any = None, trainable: bool = True):
@@ -348,12 +353,17 @@ class Layer:
 
     __call__ = forward
 
-    def backward(self, dy: Any) -> Any:
-        """dx = dL/dx given dy = dL/dy; stores the parameter gradients (see grads())."""
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """dx = dL/dx given dy = dL/dy; stores the parameter gradients (see grads()).
+
+        ``need_dx=False``: the caller will not use dx (the model's first layer in training); a layer
+        with ``skips_dx`` then skips its work and returns None, any other layer still returns dx.
+        """
+        need_dx = validate.flag("need_dx", need_dx)
         if self.cache is None:
             raise RuntimeError(f"{self.label}: backward needs the cache of a forward pass; call forward first")
         try:
-            return self._backward(dy)
+            return self._backward(dy, need_dx) if self.skips_dx else self._backward(dy)
         except (ValueError, TypeError) as exc:
             renamed = _renamed(exc, self.label)
             if renamed is None:

@@ -88,6 +88,8 @@ def absorbable(activation: tuple[str, dict[str, Any]] | None) -> str | None:
 class Activated(Layer):
     """A layer whose output goes through an optional activation: a linear core, then f."""
 
+    skips_dx = True  # the cores (dense, conv2d) take need_dx: a first layer's dx is not computed
+
     def __init__(self, activation: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.activation = resolve_activation(activation)
@@ -105,14 +107,15 @@ class Activated(Layer):
         y, self._activation_cache = act_ops.activation_forward(z, self.activation[0], **self.activation[1])
         return y
 
-    def _backward(self, dy: Any) -> Any:
+    def _backward(self, dy: Any, need_dx: bool = True) -> Any:
+        # dz is needed even without dx: the parameter gradients are computed from it.
         dz = dy if self._activation_cache is None else act_ops.activation_backward(dy, self._activation_cache)
-        return self._core_backward(dz)
+        return self._core_backward(dz, need_dx)
 
     def _core_forward(self, x: Any, training: bool) -> Any:
         raise NotImplementedError
 
-    def _core_backward(self, dz: Any) -> Any:
+    def _core_backward(self, dz: Any, need_dx: bool = True) -> Any:
         raise NotImplementedError
 
     def _activation_config(self) -> dict[str, Any]:
@@ -131,7 +134,7 @@ class Dense(Activated):
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros", **kwargs: Any):
         super().__init__(activation, **kwargs)
         self.units = positive("units", units)
-        self.use_bias = _flag("use_bias", use_bias)
+        self.use_bias = validate.flag("use_bias", use_bias)
         self._initializers = {"kernel": initializers.get(kernel_initializer), "bias": initializers.get(bias_initializer)}
 
     def config(self) -> dict[str, Any]:
@@ -153,8 +156,8 @@ class Dense(Activated):
         y, self.cache = dense_forward(x, self._params["kernel"], self._params.get("bias"))
         return y
 
-    def _core_backward(self, dz: Any) -> Any:
-        dx, dW, db = dense_backward(dz, self.cache)
+    def _core_backward(self, dz: Any, need_dx: bool = True) -> Any:
+        dx, dW, db = dense_backward(dz, self.cache, need_dx=need_dx)
         self._grads = {"kernel": dW, **({"bias": db} if self.use_bias else {})}
         return dx
 
@@ -175,7 +178,7 @@ class Conv2D(Activated):
         self.padding = padding.lower() if isinstance(padding, str) else padding
         # Check the spelling now; the sizes are known only once the input shape is.
         conv_geometry.resolve_padding(self.padding, self.kernel_size, self.kernel_size, self.strides)
-        self.use_bias = _flag("use_bias", use_bias)
+        self.use_bias = validate.flag("use_bias", use_bias)
         self._initializers = {"kernel": initializers.get(kernel_initializer), "bias": initializers.get(bias_initializer)}
 
     def config(self) -> dict[str, Any]:
@@ -202,8 +205,8 @@ class Conv2D(Activated):
                                        stride=self.strides, padding=self.padding)
         return y
 
-    def _core_backward(self, dz: Any) -> Any:
-        dx, dw, db = conv2d_backward(dz, self.cache)
+    def _core_backward(self, dz: Any, need_dx: bool = True) -> Any:
+        dx, dw, db = conv2d_backward(dz, self.cache, need_dx=need_dx)
         self._grads = {"kernel": dw, **({"bias": db} if self.use_bias else {})}
         return dx
 
@@ -369,12 +372,6 @@ class BatchNormalization(Layer):
         dx, dgamma, dbeta = batchnorm_backward(dy, self.cache)
         self._grads = {"gamma": dgamma, "beta": dbeta}
         return dx
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 from .recurrent import LSTM, SimpleRNN  # noqa: E402  (recurrent.py builds on this module's helpers)

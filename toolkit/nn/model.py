@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import backend
+from .. import backend, validate
 from ..ops import activations as act_ops
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -249,8 +249,18 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy: Any) -> Any:
-        """Backpropagate dL/doutput through every layer; returns dL/dx and leaves each layer's grads()."""
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """Backpropagate dL/doutput through every layer; returns dL/dx and leaves each layer's grads().
+
+        ``need_dx=False`` (training: nothing uses dL/dx) returns None and skips work no gradient needs:
+        the layer with the first parameters gets need_dx=False (Dense and Conv2D then compute no dx), and
+        the parameter-free layers before it (a Flatten, a Dropout) are not run backward at all.
+        """
+        if not validate.flag("need_dx", need_dx):
+            first = next((i for i, layer in enumerate(self._layers) if layer.params()), len(self._layers))
+            for i in range(len(self._layers) - 1, first - 1, -1):
+                dy = self._layers[i].backward(dy, need_dx=i > first)
+            return None
         for layer in reversed(self._layers):
             dy = layer.backward(dy)
         return dy
@@ -311,7 +321,7 @@ class Sequential:
         x, y = self._prepare_xy(x, y)
         loss, logits = self._objective()
         value, cache = loss.forward(self.forward(x, training=training, logits=logits), y)
-        self.backward(loss.backward(cache))
+        self.backward(loss.backward(cache), need_dx=False)  # only the parameters' gradients are returned
         return float(value), self.grads()
 
     def compute_loss(self, x: Any, y: Any, training: bool = False) -> float:
@@ -326,7 +336,7 @@ class Sequential:
         loss, logits = self._objective()
         out = self.forward(x, training=True, logits=logits)
         value, cache = loss.forward(out, y)
-        self.backward(loss.backward(cache))
+        self.backward(loss.backward(cache), need_dx=False)  # the first layer's dx would go nowhere
         scores = [float(value)] + [m(self._probabilities(out, logits), y) for m in metrics]
         self.optimizer.apply_gradients(self.trainable_params(), self.trainable_grads())
         return scores

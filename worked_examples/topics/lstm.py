@@ -70,7 +70,7 @@ def _gates(ex: Example) -> None:
         steps += [
             Step(f"t = {t + 1}: z = x_t W + h_(t−1) U + b", f"x_t = {fmt(x[0, t])}, h_(t−1) = {fmt(previous_h, 4)}",
                  fmt(host(z)[0], 4)),
-            Step("i, f, g, o", f"σ, σ, tanh, σ of z", fmt([i, f, g, o], 4)),
+            Step("i, f, g, o", "σ, σ, tanh, σ of z", fmt([i, f, g, o], 4)),
             Step("c = f·c_prev + i·g", f"{fmt(f, 4)}·{fmt(previous_c, 4)} + {fmt(i, 4)}·{fmt(g, 4)}", cs[t]),
             Step("h = o·tanh(c)", f"{fmt(o, 4)}·tanh({fmt(cs[t], 4)})", hs[t]),
         ]

@@ -16,18 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ... import backend, validate
 from .reference import BatchNormCache
 
 __all__ = ["BatchNormCache", "batchnorm_forward", "batchnorm_backward"]
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, training: bool = True,
@@ -42,7 +34,7 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any, running_
     beta = validate.array("beta", beta, shape=features, dtype=x.dtype)
     checked_mean = validate.array("running_mean", running_mean, shape=features, dtype=x.dtype)
     checked_var = validate.array("running_var", running_var, shape=features, dtype=x.dtype)
-    training = _flag("training", training)
+    training = validate.flag("training", training)
     momentum = validate.real("momentum", momentum, low=0.0, high=1.0)
     eps = validate.real("eps", eps, low=0.0, low_open=True)
     if training:  # updated in place: a copy would silently drop the update

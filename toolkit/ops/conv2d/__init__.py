@@ -2,6 +2,7 @@
 
     y, cache = conv2d_forward(x, w, b=None, stride=1, padding="valid")
     dx, dw, db = conv2d_backward(dy, cache)          # db is None when b was None
+    _, dw, db = conv2d_backward(dy, cache, need_dx=False)   # dx None, not computed (a model's first layer)
 
 x (N, H, W, Cin), w (KH, KW, Cin, Cout), b (Cout,) or None -> y (N, OH, OW, Cout).
 stride: int or (sh, sw). padding: "valid", "same" (Keras: output ceil(H / sh), extra pad bottom/right),
@@ -42,9 +43,14 @@ def conv2d_forward(x: Any, w: Any, b: Any = None, stride: Any = 1,
     return backend.dispatch("conv2d", x=x, w=w, b=b).forward(x, w, b, stride, pads)
 
 
-def conv2d_backward(dy: Any, cache: Conv2DCache) -> tuple[Any, Any, Any]:
-    """(dx, dw, db) = gradients of the loss given dy = dL/dy and the forward cache (db None without bias)."""
+def conv2d_backward(dy: Any, cache: Conv2DCache, need_dx: bool = True) -> tuple[Any, Any, Any]:
+    """(dx, dw, db) = gradients of the loss given dy = dL/dy and the forward cache (db None without bias).
+
+    need_dx=False: dx is None and its work (the dy w^T product and col2im, or the dx kernel) is skipped,
+    for a layer whose input is the data (nothing below it needs dx); dw and db are unchanged, bit for bit.
+    """
+    need_dx = validate.flag("need_dx", need_dx)
     if not isinstance(cache, Conv2DCache):
         raise TypeError(f"cache must be the Conv2DCache returned by conv2d_forward; got {type(cache).__name__}")
     dy = validate.array("dy", dy, shape=cache.y_shape, dtype=cache.x.dtype)
-    return backend.dispatch("conv2d", dy=dy, x=cache.x).backward(dy, cache)
+    return backend.dispatch("conv2d", dy=dy, x=cache.x).backward(dy, cache, need_dx=need_dx)

@@ -51,6 +51,9 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
   training step at batch 32 (2 cores, load ~1): 15.7 ms with whole-batch im2col on one thread, 13.6 ms
   image by image on one thread, 9.9 ms image by image on two (IMAGE_PARALLEL_MIN_WORK).
 * Scratch: cols and dcols live in a per-thread workspace reused across calls (``_workspace``).
+* ``backward(..., need_dx=False)`` (a model's first layer, whose dx nothing uses) skips dx on every path:
+  no dcols product and no col2im (whole-batch and image-by-image kernels), no pointwise dx product, no
+  shifted dx products. dw and db are computed exactly as with dx, so they keep their bits.
 """
 
 from __future__ import annotations
@@ -187,14 +190,15 @@ def _forward_images(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, 
 
 @njit(cache=True)
 def _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                     dw_partial, n_start, n_stop):
-    """dx of images [n_start, n_stop) and their dw summed (in float64) into dw_partial (K, Cout)."""
+                     dw_partial, need_dx, n_start, n_stop):
+    """dx of images [n_start, n_stop) and their dw summed (in float64) into dw_partial (K, Cout).
+    need_dx False: dw only (no dcols product, no col2im; dx3 is then a placeholder, never touched)."""
     per = oh_size * ow_size
     k, cout = w2.shape
     cols = np.empty((per, k), dtype=x3.dtype)
-    dcols = np.empty((per, k), dtype=x3.dtype)
+    dcols = np.empty((per if need_dx else 0, k), dtype=x3.dtype)
     dw_image = np.empty((k, cout), dtype=x3.dtype)
-    h = dx3.shape[1]
+    h = x3.shape[1]
     for n in range(n_start, n_stop):
         dy_image = dy2[n * per:(n + 1) * per]
         _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
@@ -203,19 +207,20 @@ def _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, o
         for i in range(k):
             for c in range(cout):
                 dw_partial[i, c] += dw_image[i, c]
-        np.dot(dy_image, w2.T, dcols)
-        _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                     n * h, (n + 1) * h, n * per)
+        if need_dx:
+            np.dot(dy_image, w2.T, dcols)
+            _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
+                         n * h, (n + 1) * h, n * per)
 
 
 @njit(cache=True)
 def _backward_images_serial(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                            dw_partial, per_block):
+                            dw_partial, need_dx, per_block):
     """The same blocks as the parallel driver, one after another: the same dw bits."""
     n_size = x3.shape[0]
     for blk in range(dw_partial.shape[0]):
         _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                         dw_partial[blk], blk * per_block, min(n_size, (blk + 1) * per_block))
+                         dw_partial[blk], need_dx, blk * per_block, min(n_size, (blk + 1) * per_block))
 
 
 @njit(cache=True, parallel=True)
@@ -229,11 +234,11 @@ def _forward_images_parallel(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, 
 
 @njit(cache=True, parallel=True)
 def _backward_images_parallel(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                              dw_partial, per_block):
+                              dw_partial, need_dx, per_block):
     n_size = x3.shape[0]
     for blk in prange(dw_partial.shape[0]):  # disjoint images and row blk of dw_partial per block
         _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                         dw_partial[blk], blk * per_block, min(n_size, (blk + 1) * per_block))
+                         dw_partial[blk], need_dx, blk * per_block, min(n_size, (blk + 1) * per_block))
 
 
 # The parallel drivers split the rows into ROW_BLOCKS fixed blocks and run the serial kernel on each
@@ -417,7 +422,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
 
 
 @IEEE_QUIET
-def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def backward(dy: np.ndarray, cache: Conv2DCache,
+             need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(dx, dw, db); need_dx=False returns dx as None and skips all of its work on every path (the
+    dcols product and col2im, the pointwise dx product, the shifted dx products): dw and db keep their bits."""
     x, w, has_bias, stride, padding = cache
     n, oh, ow, cout = dy.shape
     kh, kw, cin, _ = w.shape
@@ -433,30 +441,35 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
         db = (_column_sums_parallel if parallel else _column_sums_serial)(dy2, SUM_BLOCKS).astype(dy.dtype)
     if _is_pointwise(w, stride, padding):
         x2 = x.reshape(-1, cin)
-        dx2 = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype))
-        return dx2.reshape(x.shape), matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
+        dx = None
+        if need_dx:
+            dx = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype)).reshape(x.shape)
+        return dx, matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
     if shifted.applies(x.shape, w.shape, stride, padding):
-        dx_dw = shifted.backward(dy, x, w, padding)
+        dx_dw = shifted.backward(dy, x, w, padding, need_dx)
         if dx_dw is not None:  # None: non-finite values, which im2col below handles as the reference does
             return (*dx_dw, db)
-    dx = np.zeros_like(x)
+    dx = np.zeros_like(x) if need_dx else None
+    x3 = x.reshape(n, x.shape[1], -1)
+    # Without dx the kernels get a placeholder they never touch (Numba needs an array of dx3's type).
+    dx3 = dx.reshape(x3.shape) if need_dx else np.empty((0, 0, 0), dtype=x.dtype)
     if _image_by_image(oh, ow, k, cout):
         per_block = _images_per_block(n)
         dw_partial = np.zeros((-(-n // per_block), k, cout), dtype=np.float64)
         image_parallel = n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1
         driver = _backward_images_parallel if image_parallel else _backward_images_serial
-        driver(x.reshape(n, x.shape[1], -1), w2, dy2, cin, kh, kw, stride[0], stride[1], top, left, oh, ow,
-               dx.reshape(n, x.shape[1], -1), dw_partial, per_block)
+        driver(x3, w2, dy2, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3, dw_partial, need_dx,
+               per_block)
         return dx, dw_partial.sum(axis=0).astype(x.dtype).reshape(w.shape), db
-    dx3 = dx.reshape(n, x.shape[1], -1)  # a view: col2im writes into dx
     dw2 = np.empty((k, cout), dtype=x.dtype)
     dw_chunk = np.empty_like(dw2)
-    cols, dcols = _workspace(2 * chunk * per * k, x.dtype).reshape(2, chunk * per, k)
-    x3 = x.reshape(n, x.shape[1], -1)
+    # cols and (with dx) dcols side by side in one workspace: cols sits at the same address either way.
+    scratch = _workspace((2 if need_dx else 1) * chunk * per * k, x.dtype).reshape(-1, chunk * per, k)
+    cols = scratch[0]
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         rows = slice(start * per, stop * per)
-        c, dc = cols[:(stop - start) * per], dcols[:(stop - start) * per]
+        c = cols[:(stop - start) * per]
         # dw needs the windows again: recomputing them is one memory pass, cheaper than caching
         # an (N*OH*OW, K) matrix per layer for the whole forward/backward interval.
         _im2col(x3[start:stop], cin, kh, kw, stride[0], stride[1], top, left, oh, ow, c, parallel)
@@ -464,6 +477,8 @@ def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray
             matmul(c.T, dy2[rows], dw2)
         else:
             dw2 += matmul(c.T, dy2[rows], dw_chunk)
-        matmul(dy2[rows], w2.T, dc)
-        _col2im(dc, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3[start:stop], parallel)
+        if need_dx:
+            dc = scratch[1][:(stop - start) * per]
+            matmul(dy2[rows], w2.T, dc)
+            _col2im(dc, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3[start:stop], parallel)
     return dx, dw2.reshape(w.shape), db

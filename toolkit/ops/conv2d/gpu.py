@@ -136,13 +136,16 @@ def bias_gradient_on(target: Target, dy: Any) -> Any:
     return reduce.column_sums_on(target, dy.reshape(dy.size // cols, cols))
 
 
-def backward_on(target: Target, dy: Any, cache: Conv2DCache) -> tuple[Any, Any, Any | None]:
-    """backward, with the kernels and arrays of ``target``."""
+def backward_on(target: Target, dy: Any, cache: Conv2DCache,
+                need_dx: bool = True) -> tuple[Any | None, Any, Any | None]:
+    """backward, with the kernels and arrays of ``target``; need_dx=False launches no dx kernel (dx None)."""
     x, w = cache.x, cache.w
     n, h, wd, cin = x.shape
-    dx = target.xp.empty(x.shape, dtype=x.dtype)
-    grid, block = _gemm_launch(target, tiles(n * h * wd, cin))
-    target.kernel(_variant("conv2d_backward_data", cin), x.dtype)(grid, block, (dy, w, dx, *_geometry(cache)))
+    dx = None
+    if need_dx:
+        dx = target.xp.empty(x.shape, dtype=x.dtype)
+        grid, block = _gemm_launch(target, tiles(n * h * wd, cin))
+        target.kernel(_variant("conv2d_backward_data", cin), x.dtype)(grid, block, (dy, w, dx, *_geometry(cache)))
     dw = filter_gradient_on(target, dy, cache)
     db = bias_gradient_on(target, dy) if cache.has_bias else None
     return dx, dw, db
@@ -152,5 +155,5 @@ def forward(x: Any, w: Any, b: Any | None, stride: tuple[int, int], padding) -> 
     return forward_on(_target(), x, w, b, stride, padding)
 
 
-def backward(dy: Any, cache: Conv2DCache) -> tuple[Any, Any, Any | None]:
-    return backward_on(_target(), dy, cache)
+def backward(dy: Any, cache: Conv2DCache, need_dx: bool = True) -> tuple[Any | None, Any, Any | None]:
+    return backward_on(_target(), dy, cache, need_dx)

@@ -18,6 +18,8 @@ receives the windows weighted by dy, and the bias receives the sum of dy over ba
 
 dx is dxp with the padding cut off: a gradient that lands on a padded zero goes nowhere. The loops below
 run over output positions (i, j) and let ``np.tensordot`` do the sum over the window for the whole batch.
+``backward(dy, cache, need_dx=False)`` returns dx as None without computing it: a model's first layer
+has no layer below it to pass dx to.
 """
 
 from __future__ import annotations
@@ -75,23 +77,28 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
 
 
 @IEEE_QUIET
-def backward(dy: np.ndarray, cache: Conv2DCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def backward(dy: np.ndarray, cache: Conv2DCache,
+             need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(dx, dw, db); dx is None, and not computed, when need_dx is False (a model's first layer)."""
     x, w, has_bias, (sh, sw), padding = cache
     kh, kw = w.shape[:2]
     xp = pad(x, padding)
-    dxp = np.zeros_like(xp)
+    dxp = np.zeros_like(xp) if need_dx else None
     dw = np.zeros_like(w)
     _, oh, ow, _ = dy.shape
     for i in range(oh):
         for j in range(ow):
             rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
             g = dy[:, i, j, :]  # (N, Cout): the gradient reaching this output position
-            # Every input pixel of the window gets g times its filter weight; overlapping windows add up.
-            dxp[:, rows, cols, :] += np.tensordot(g, w, axes=([1], [3]))  # (N, KH, KW, Cin)
+            if need_dx:
+                # Every input pixel of the window gets g times its filter weight; overlapping windows add up.
+                dxp[:, rows, cols, :] += np.tensordot(g, w, axes=([1], [3]))  # (N, KH, KW, Cin)
             # The filter gets the window weighted by g, summed over the batch.
             dw += np.tensordot(xp[:, rows, cols, :], g, axes=([0], [0]))  # (KH, KW, Cin, Cout)
+    db = dy.sum(axis=(0, 1, 2)) if has_bias else None
+    if not need_dx:
+        return None, dw, db
     (top, bottom), (left, right) = padding
     h, wd = x.shape[1:3]
     dx = np.ascontiguousarray(dxp[:, top:top + h, left:left + wd, :])  # the padding's gradient goes nowhere
-    db = dy.sum(axis=(0, 1, 2)) if has_bias else None
     return dx, dw, db

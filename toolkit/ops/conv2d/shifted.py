@@ -125,8 +125,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding) -> np.n
     return y
 
 
-def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, padding) -> tuple[np.ndarray, np.ndarray] | None:
+def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, padding,
+             need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray] | None:
     """(dx, dw) of a stride-1 "same" convolution (``applies`` holds); db is the caller's column sum.
+    need_dx False: dx is None and its products are skipped (dy is still placed on the grid: dw reads it).
 
     None when an infinite or NaN value would make these products disagree with the reference, and
     the caller must use im2col instead: dx's windows multiply w by the zeros around dy (0 * inf is NaN
@@ -145,11 +147,13 @@ def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, padding) -> tuple[np.
     # reads dy where the forward's window wrote it.
     dyp = _grid("dyp", n * hp * wp, cout, x.dtype)
     _place(dy, dyp, hp, wp, bottom, right)
-    dxg = _grid("dxg", n * hp * wp, cin, x.dtype)
-    rotated = ((i, j, w[kh - 1 - i, kw - 1 - j].T) for i in range(kh) for j in range(kw))
-    _accumulate_shifted(gemm, dyp, rotated, wp, rows, dxg)
-    dx = np.empty_like(x)
-    np.copyto(dx, dxg[:n * hp * wp].reshape(n, hp, wp, cin)[:, :h, :wd])
+    dx = None
+    if need_dx:
+        dxg = _grid("dxg", n * hp * wp, cin, x.dtype)
+        rotated = ((i, j, w[kh - 1 - i, kw - 1 - j].T) for i in range(kh) for j in range(kw))
+        _accumulate_shifted(gemm, dyp, rotated, wp, rows, dxg)
+        dx = np.empty_like(x)
+        np.copyto(dx, dxg[:n * hp * wp].reshape(n, hp, wp, cin)[:, :h, :wd])
 
     # dw: x3[q] = (xp[q], ..., xp[q + KW - 1]) for the q that the KH shifted blocks read.
     xp = _grid("xp", n * hp * wp, cin, x.dtype)

@@ -2,6 +2,7 @@
 
     y, cache = dense_forward(x, W, b)        # x (N, in), W (in, out), b (out,) or None
     dx, dW, db = dense_backward(dy, cache)   # db is None when b was None
+    _, dW, db = dense_backward(dy, cache, need_dx=False)   # dx None, dy W^T skipped (a model's first layer)
 
 Keras layout: W is (in, out) and y = x W + b. dW and db are sums over the batch (see reference.py).
 """
@@ -33,10 +34,15 @@ def dense_forward(x: Any, W: Any, b: Any = None) -> tuple[Any, DenseCache]:
     return backend.dispatch("dense", x=x, W=W, b=b).forward(x, W, b)
 
 
-def dense_backward(dy: Any, cache: DenseCache) -> tuple[Any, Any, Any]:
-    """(dx, dW, db) given dy = dL/dy (N, out) and the cache of the forward pass; db None without bias."""
+def dense_backward(dy: Any, cache: DenseCache, need_dx: bool = True) -> tuple[Any, Any, Any]:
+    """(dx, dW, db) given dy = dL/dy (N, out) and the cache of the forward pass; db None without bias.
+
+    need_dx=False: dx is None and the dy W^T product (or its kernel launch) is skipped, for a layer whose
+    input is the data (nothing below it needs dx); dW and db are unchanged, bit for bit.
+    """
+    need_dx = validate.flag("need_dx", need_dx)
     if not isinstance(cache, DenseCache):
         raise TypeError(f"cache must be the DenseCache returned by dense_forward; got {type(cache).__name__}")
     expected = (cache.x.shape[0], cache.W.shape[1])
     dy = validate.array("dy", dy, shape=expected, dtype=cache.x.dtype)
-    return backend.dispatch("dense", dy=dy, x=cache.x).backward(dy, cache)
+    return backend.dispatch("dense", dy=dy, x=cache.x).backward(dy, cache, need_dx=need_dx)

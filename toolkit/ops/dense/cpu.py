@@ -101,9 +101,11 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndar
     return y, DenseCache(x, W, b is not None)
 
 
-def backward(dy: np.ndarray, cache: DenseCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def backward(dy: np.ndarray, cache: DenseCache,
+             need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     x, W, has_bias = cache
-    dx, dW = dy @ W.T, x.T @ dy
+    dx = dy @ W.T if need_dx else None  # None: the first layer's dx has no one to go to (reference.py)
+    dW = x.T @ dy
     if not has_bias:
         return dx, dW, None
     return dx, dW, (_column_sums_parallel if dy.size >= PARALLEL_MIN_SIZE else _column_sums_serial)(dy)

@@ -80,10 +80,11 @@ def forward_on(target: Target, x: Any, W: Any, b: Any | None) -> tuple[Any, Dens
     return gemm_on(target, x, W, b), DenseCache(x, W, b is not None)
 
 
-def backward_on(target: Target, dy: Any, cache: DenseCache) -> tuple[Any, Any, Any | None]:
-    """backward, with the kernels and arrays of ``target``."""
+def backward_on(target: Target, dy: Any, cache: DenseCache,
+                need_dx: bool = True) -> tuple[Any | None, Any, Any | None]:
+    """backward, with the kernels and arrays of ``target``; need_dx=False launches no dx GEMM (dx None)."""
     x, W, has_bias = cache
-    dx = gemm_on(target, dy, W, None, b_transposed=True)
+    dx = gemm_on(target, dy, W, None, b_transposed=True) if need_dx else None
     dW = gemm_on(target, x, dy, None, a_transposed=True)
     return dx, dW, reduce.column_sums_on(target, dy) if has_bias else None
 
@@ -92,5 +93,5 @@ def forward(x: Any, W: Any, b: Any | None) -> tuple[Any, DenseCache]:
     return forward_on(_target(), x, W, b)
 
 
-def backward(dy: Any, cache: DenseCache) -> tuple[Any, Any, Any | None]:
-    return backward_on(_target(), dy, cache)
+def backward(dy: Any, cache: DenseCache, need_dx: bool = True) -> tuple[Any | None, Any, Any | None]:
+    return backward_on(_target(), dy, cache, need_dx)

@@ -12,6 +12,8 @@ over the N rows. Given dy = dL/dy the backward pass is three matrix products / s
     db = sum_n dy      (out,)                             None when the layer has no bias
 
 dW and db are *sums* over the batch: any 1/N belongs to the loss (e.g. mse), not to the layer.
+``backward(dy, cache, need_dx=False)`` skips dx (returned as None): the first layer of a model has no
+layer below it to pass dx to, and dy W^T is a third of the backward's multiply-adds.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndar
     return y, DenseCache(x, W, b is not None)
 
 
-def backward(dy: np.ndarray, cache: DenseCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def backward(dy: np.ndarray, cache: DenseCache,
+             need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(dx, dW, db); dx is None, and dy W^T not computed, when need_dx is False (a model's first layer)."""
     x, W, has_bias = cache
-    dx = dy @ W.T
+    dx = dy @ W.T if need_dx else None
     dW = x.T @ dy
     db = dy.sum(axis=0) if has_bias else None
     return dx, dW, db

@@ -41,9 +41,8 @@ def dropout_forward(x: Any, rate: Any, seed: Any, training: Any = True) -> tuple
     x = validate.array("x", x)
     rate = _rate(rate)
     seed = _seed(seed)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be True or False; got {training!r} ({type(training).__name__})")
-    return backend.dispatch("dropout", x=x).forward(x, rate, seed, bool(training))
+    training = validate.flag("training", training)
+    return backend.dispatch("dropout", x=x).forward(x, rate, seed, training)
 
 
 def dropout_backward(dy: Any, cache: DropoutCache) -> Any:

@@ -15,17 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ... import backend, validate
 
 __all__ = ["sgd_update", "adam_update"]
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def _state(name: str, a: Any, param: Any) -> Any:
@@ -62,7 +54,7 @@ def sgd_update(param: Any, grad: Any, velocity: Any = None, lr: float = 0.01, mo
     param, grad = _param_and_grad(param, grad)
     lr = validate.real("lr", lr, low=0.0, low_open=True)
     momentum = validate.real("momentum", momentum, low=0.0, high=1.0)
-    nesterov = _flag("nesterov", nesterov)
+    nesterov = validate.flag("nesterov", nesterov)
     if velocity is None:
         if momentum > 0:
             raise ValueError(f"velocity is required when momentum > 0 (got momentum={momentum} and velocity=None); "
