@@ -1,6 +1,9 @@
 """Scaled dot-product attention as Numba kernels (CPU). Same signatures and cache as reference.py.
 
-Two kinds of work, kept apart on purpose:
+Two paths: the whole-matrix path (no mask, or a mask that skips little) and the masked path, which skips
+the keys a mask forbids to whole blocks of query rows (causal and padding masks).
+
+Whole-matrix path. Two kinds of work, kept apart on purpose:
 
 * the five matrix products, one BLAS GEMM per batch element (np.dot inside njit):
       forward   S[n] = q[n] k[n]^T        out[n] = W[n] v[n]
@@ -17,18 +20,56 @@ at a time: when the per-batch products are big enough for OpenBLAS's threads (OP
 the row kernels run serially too. Both pools' threads spin-wait after their work, and alternating them
 on 2 cores made each wait for the other (N8 T512 d64, fwd+bwd: 69 ms with parallel rows, 38 ms serial).
 
+Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
+
+* Query rows go in blocks of BLOCK_ROWS. stops[b] = 1 + the last key any row of block b may attend to
+  (the maximum over the block's rows; 0 when all are fully masked), found once per call from the mask:
+  (1, Tq, Tk) is shared by the batch, (N, Tq, Tk) per element. Keys from stops[b] on are masked for the
+  whole block, so their weights are exactly 0 and every product over them is skipped.
+* Forward, per (element, block): scores over keys [0, stop), the softmax rows, zeros written beyond stop
+  (the cache keeps the full (N, Tq, Tk) weights), out = W[:, :stop] v[:stop].
+  Backward, per (element, block): dW and dS over [0, stop), dq; then per (element, range of keys): dk and
+  dv, summing the query blocks that reach those keys in block order. Every output element is written by
+  one iteration in one fixed order: the serial and parallel twins give the same bits.
+* Threads: the (element, block) and (element, key range) iterations run on Numba's threads, and each
+  product is cut into pieces of at most ``_key_chunk`` keys so that it stays below OPENBLAS_THREADED_MACS,
+  which OpenBLAS runs on the calling thread (as conv2d's image-by-image path): one pool at a time, and the
+  softmax rows are parallel too. Blocks and keys are views with the row stride of the full matrix; ``_gemm``
+  hands them to BLAS as they are (np.dot would copy them).
+* It runs when the blocks skip at least MIN_SKIPPED of the score entries: on one thread a mask that skips
+  nothing ran 1.25x slower through the blocks than through the whole-matrix products (32-row products
+  reach about 2/3 of the big ones' GFLOP/s). And only when skipping is exact: a skipped term is 0 * x, NaN
+  by IEEE when x is Inf or NaN, as the reference's full products give. The forward needs v finite; the
+  backward q, k, v and dout finite and q k^T, dout v^T bounded away from overflow (``_skipping_is_exact``).
+  Otherwise the whole-matrix path runs and the NaN lands where the reference has it.
+* Measured, N8 T512 d64 float32 causal, fwd+bwd on this 2-core machine (2026-11-21, load average 0.8 to
+  1.6): ``python -m bench --op attention`` run alternately with the old and the new cpu.py, 34-35 ms ->
+  17-18.5 ms, vs PyTorch 0.69-0.84x -> 1.16-1.40x (4 runs each; the unmasked row, whose path did not
+  change, moved between 0.68x and 1.11x in the same runs: that is the noise). On one thread (process CPU
+  time) 33-39 ms -> 29-33 ms: the skipped half of the products is mostly paid back in the smaller
+  products' lower speed; the gain on two threads is that the softmax rows and the products all run on
+  both (the whole-matrix path runs its rows on one thread while OpenBLAS threads the products).
+
 Memory: the weights W (N, Tq, Tk) are O(T^2) per batch element and the cache keeps them by contract
 (the scores are computed straight into that array, no second copy). The backward holds dS, one more
-(N, Tq, Tk) array, so that dk and dv are single large GEMMs.
+(N, Tq, Tk) array, so that dk and dv are single large GEMMs (the masked path writes only its [0, stop)
+columns).
 
 Precision: float32 stays float32 in the GEMMs, the maximum and the exponentials; the row sums of the
-softmax and of dW * W accumulate in float64 (a float32 sum over thousands of keys loses digits).
+softmax and of dW * W accumulate in float64 (a float32 sum over thousands of keys loses digits). The
+masked path's products sum over keys in pieces (beta = 1 GEMMs): float32 partial sums, as inside BLAS.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.linalg import check_blas_return, ensure_blas
 
 from ..activations.vector_math import exp_shifted_sum_inplace, row_dot, row_max, select
 from .reference import AttentionCache
@@ -36,6 +77,9 @@ from .reference import AttentionCache
 PARALLEL_MIN_SIZE = 1 << 15  # score entries N*Tq*Tk; below this the serial row kernels run
 OPENBLAS_THREADED_MACS = 1 << 19  # OpenBLAS runs a product this big on its own threads (measured on 2 cores)
 _NO_MASK = np.ones((1, 1, 1), dtype=np.bool_)  # stands in for mask=None so both cases share one compile
+BLOCK_ROWS = 32  # query rows per block of the masked path
+MIN_SKIPPED = 0.125  # the masked path runs when its blocks skip at least this fraction of the score entries
+MIN_CHUNK_KEYS = 16  # fewer keys per product than this (a huge d): the masked path runs serially instead
 
 
 # --------------------------------------------------------------------------- batched GEMMs (BLAS)
@@ -64,6 +108,64 @@ def _bmm_tn(a, b, out, alpha):
         np.dot(a[n].T, b[n], out[n])
         if alpha != 1:
             out[n] *= alpha
+
+
+# --------------------------------------------------------------------------- GEMM on views (BLAS, no copy)
+@intrinsic
+def _xgemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Fortran-order c = alpha op(a) op(b) + beta c through numba_xxgemm, the helper np.dot itself calls
+    (SciPy's BLAS). np.dot would copy a view that is not contiguous, such as a block of rows and keys."""
+    if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
+            and b.dtype == a.dtype and c.dtype == a.dtype):
+        return None
+    ensure_blas()  # SciPy's BLAS is there (ImportError otherwise), as np.dot checks
+    sig = types.void(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        i8, intp = ir.IntType(8), context.get_value_type(types.intp)
+        void_p = i8.as_pointer()
+        fnty = ir.FunctionType(ir.IntType(32), [i8, i8, i8, intp, intp, intp, void_p, void_p, intp, void_p,
+                                                intp, void_p, void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        values = dict(zip(("ta", "tb", "m", "n", "k", "alpha", "a", "lda", "b", "ldb", "beta", "c", "ldc"),
+                          zip(args, signature.args)))
+
+        def flag(name):
+            value, ty = values[name]
+            yes = context.cast(builder, value, ty, types.boolean)
+            return builder.select(yes, ir.Constant(i8, ord("t")), ir.Constant(i8, ord("n")))
+
+        def integer(name):
+            return context.cast(builder, *values[name], types.intp)
+
+        def scalar_slot(name):  # BLAS takes alpha and beta by pointer
+            value = context.cast(builder, *values[name], a.dtype)
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), void_p)
+
+        def data(name):
+            value, ty = values[name]
+            return builder.bitcast(context.make_array(ty)(context, builder, value).data, void_p)
+
+        kind = ir.Constant(i8, ord("s" if a.dtype == types.float32 else "d"))
+        status = builder.call(fn, [kind, flag("ta"), flag("tb"), integer("m"), integer("n"), integer("k"),
+                                   scalar_slot("alpha"), data("a"), integer("lda"), data("b"), integer("ldb"),
+                                   scalar_slot("beta"), data("c"), integer("ldc")])
+        check_blas_return(context, builder, status)  # as np.dot: a missing BLAS function is fatal, not silent
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _gemm(a, b, c, alpha, beta, trans_a, trans_b):
+    """c = alpha op(a) op(b) + beta c, op(x) = x.T when trans_x, for 2-D views of C arrays (rows
+    contiguous, any row stride). Row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T, hence
+    the swapped operands. OpenBLAS runs it on the calling thread below OPENBLAS_THREADED_MACS."""
+    m, n = c.shape
+    depth = a.shape[0] if trans_a else a.shape[1]
+    size = c.itemsize
+    _xgemm(trans_b, trans_a, n, m, depth, alpha, b, b.strides[0] // size, a, a.strides[0] // size, beta, c,
+           c.strides[0] // size)
 
 
 # --------------------------------------------------------------------------- one query row
@@ -168,6 +270,146 @@ def _softmax_grad_rows_serial(ds, w, zero):
             _softmax_grad_row(ds[n, i], w[n, i], zero)
 
 
+# --------------------------------------------------------------------------- masked path: blocks of query rows
+# Block b holds query rows [b*block, (b+1)*block). stops[m, b] = 1 + the last key any row of block b may
+# attend to (mask m: 0 for a shared mask, n for a per-element one); every key from stops on is masked for
+# the whole block, so its weights are exactly 0 and the products over it are skipped.
+@njit(cache=True)
+def _block_key_stops(mask, block):
+    """(stops (masks, blocks), number of score entries the blocks skip)."""
+    masks, tq, tk = mask.shape
+    blocks = (tq + block - 1) // block
+    stops = np.zeros((masks, blocks), dtype=np.int64)
+    for m in range(masks):
+        for i in range(tq):
+            b = i // block
+            j = tk
+            while j > stops[m, b] and not mask[m, i, j - 1]:  # keys below the block's stop change nothing
+                j -= 1
+            stops[m, b] = j
+    skipped = 0
+    for m in range(masks):
+        for b in range(blocks):
+            skipped += (min(tq, (b + 1) * block) - b * block) * (tk - stops[m, b])
+    return stops, skipped
+
+
+@njit(cache=True, inline="always")
+def _balanced(position, count):
+    """Blocks in the order 0, count-1, 1, count-2, ...: a causal mask's work grows with the block index,
+    and Numba splits a prange into contiguous halves, so each half gets light and heavy blocks."""
+    return position // 2 if position % 2 == 0 else count - 1 - position // 2
+
+
+@njit(cache=True, inline="always")
+def _even_step(stop, chunk):
+    """The step that cuts [0, stop) into as few pieces of at most chunk keys as possible, all about the same
+    size (300 keys in chunks of 255: two of 150, not 255 + 45, whose product runs at a fraction of the speed)."""
+    return (stop + (stop + chunk - 1) // chunk - 1) // ((stop + chunk - 1) // chunk)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_block(q, k, v, mask, n, r0, r1, stop, chunk, w, out, scale, neg_inf, zero):
+    """Weights and output of query rows [r0, r1) of element n over keys [0, stop); weights beyond are 0.
+    The products go `chunk` keys at a time (small enough for OpenBLAS to stay on the calling thread)."""
+    if stop == 0:  # every row of the block fully masked: zero weights, zero output
+        w[n, r0:r1] = zero
+        out[n, r0:r1] = zero
+        return
+    step = _even_step(stop, chunk)
+    for c0 in range(0, stop, step):
+        c1 = min(stop, c0 + step)
+        _gemm(q[n, r0:r1], k[n, c0:c1], w[n, r0:r1, c0:c1], 1.0, 0.0, False, True)
+    for i in range(r0, r1):
+        _softmax_row(w[n, i, :stop], _mask_row(mask, True, n, i)[:stop], True, scale, neg_inf, zero)
+        w[n, i, stop:] = zero
+    for c0 in range(0, stop, step):
+        c1 = min(stop, c0 + step)
+        _gemm(w[n, r0:r1, c0:c1], v[n, c0:c1], out[n, r0:r1], 1.0, 0.0 if c0 == 0 else 1.0, False, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_query_block(dout, k, v, w, n, r0, r1, stop, chunk, ds, dq, scale, zero):
+    """dS (in ds, over keys [0, stop); nothing reads it beyond) and dq of query rows [r0, r1) of element n."""
+    if stop == 0:
+        dq[n, r0:r1] = zero
+        return
+    step = _even_step(stop, chunk)
+    for c0 in range(0, stop, step):
+        c1 = min(stop, c0 + step)
+        _gemm(dout[n, r0:r1], v[n, c0:c1], ds[n, r0:r1, c0:c1], 1.0, 0.0, False, True)
+    for i in range(r0, r1):
+        _softmax_grad_row(ds[n, i, :stop], w[n, i, :stop], zero)
+    for c0 in range(0, stop, step):
+        c1 = min(stop, c0 + step)
+        _gemm(ds[n, r0:r1, c0:c1], k[n, c0:c1], dq[n, r0:r1], scale, 0.0 if c0 == 0 else 1.0, False, False)
+
+
+@njit(cache=True)
+def _backward_key_chunk(dout, q, w, ds, stops, block, n, c0, c1, dk, dv, scale, zero):
+    """dk and dv of keys [c0, c1) of element n, summed over the query blocks that reach them in block
+    order: each element's summation order is fixed, serial or parallel."""
+    dk[n, c0:c1] = zero
+    dv[n, c0:c1] = zero
+    tq = q.shape[1]
+    for b in range(stops.shape[0]):
+        end = min(c1, stops[b])
+        if end > c0:
+            r0, r1 = b * block, min(tq, (b + 1) * block)
+            _gemm(ds[n, r0:r1, c0:end], q[n, r0:r1], dk[n, c0:end], scale, 1.0, True, False)
+            _gemm(w[n, r0:r1, c0:end], dout[n, r0:r1], dv[n, c0:end], 1.0, 1.0, True, False)
+
+
+# Parallel and serial twins: each iteration writes its own rows (of w, out, ds, dq) or its own keys (of
+# dk, dv); every BLAS call inside is below OpenBLAS's threading size when the caller picks the parallel
+# twin, so only Numba's threads run.
+@njit(cache=True, parallel=True, error_model="numpy")
+def _forward_blocks_parallel(q, k, v, mask, stops, block, chunk, w, out, scale, neg_inf, zero):
+    tq, blocks = q.shape[1], stops.shape[1]
+    for u in prange(q.shape[0] * blocks):
+        n, b = u // blocks, _balanced(u % blocks, blocks)
+        _forward_block(q, k, v, mask, n, b * block, min(tq, (b + 1) * block),
+                       stops[n if stops.shape[0] > 1 else 0, b], chunk, w, out, scale, neg_inf, zero)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_blocks_serial(q, k, v, mask, stops, block, chunk, w, out, scale, neg_inf, zero):
+    tq, blocks = q.shape[1], stops.shape[1]
+    for n in range(q.shape[0]):
+        for b in range(blocks):
+            _forward_block(q, k, v, mask, n, b * block, min(tq, (b + 1) * block),
+                           stops[n if stops.shape[0] > 1 else 0, b], chunk, w, out, scale, neg_inf, zero)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _backward_blocks_parallel(dout, q, k, v, w, stops, block, chunk, ds, dq, dk, dv, scale, zero):
+    tq, blocks = q.shape[1], stops.shape[1]
+    for u in prange(q.shape[0] * blocks):
+        n, b = u // blocks, _balanced(u % blocks, blocks)
+        _backward_query_block(dout, k, v, w, n, b * block, min(tq, (b + 1) * block),
+                              stops[n if stops.shape[0] > 1 else 0, b], chunk, ds, dq, scale, zero)
+    tk = k.shape[1]
+    step = _even_step(tk, chunk)
+    chunks = (tk + step - 1) // step
+    for u in prange(q.shape[0] * chunks):  # after every dS is written
+        n, c = u // chunks, _balanced(u % chunks, chunks)
+        _backward_key_chunk(dout, q, w, ds, stops[n if stops.shape[0] > 1 else 0], block, n, c * step,
+                            min(tk, (c + 1) * step), dk, dv, scale, zero)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_blocks_serial(dout, q, k, v, w, stops, block, chunk, ds, dq, dk, dv, scale, zero):
+    tq, tk, blocks = q.shape[1], k.shape[1], stops.shape[1]
+    for n in range(q.shape[0]):
+        for b in range(blocks):
+            _backward_query_block(dout, k, v, w, n, b * block, min(tq, (b + 1) * block),
+                                  stops[n if stops.shape[0] > 1 else 0, b], chunk, ds, dq, scale, zero)
+        step = _even_step(tk, chunk)
+        for c0 in range(0, tk, step):
+            _backward_key_chunk(dout, q, w, ds, stops[n if stops.shape[0] > 1 else 0], block, n, c0,
+                                min(tk, c0 + step), dk, dv, scale, zero)
+
+
 # --------------------------------------------------------------------------- the op
 def _mask_args(mask: np.ndarray | None) -> tuple[np.ndarray, bool]:
     return (_NO_MASK, False) if mask is None else (mask, True)
@@ -192,28 +434,89 @@ def scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float) 
     return s
 
 
+def _key_chunk(width: int) -> int:
+    """Keys per product of the masked path: BLOCK_ROWS x chunk x width multiply-adds stay below
+    OPENBLAS_THREADED_MACS, so that OpenBLAS runs each on the calling thread; 0 when width is so large
+    that fewer than MIN_CHUNK_KEYS keys would fit."""
+    chunk = (OPENBLAS_THREADED_MACS - 1) // (BLOCK_ROWS * width)
+    return chunk if chunk >= MIN_CHUNK_KEYS else 0
+
+
+def _max_abs(a: np.ndarray) -> float:
+    """max |a|: inf when a holds an infinity, NaN when it holds a NaN (np.max and np.min both return NaN
+    then, and max() of two NaNs is NaN)."""
+    return max(float(a.max()), -float(a.min()))
+
+
+def _dot_products_bounded(a: np.ndarray, b: np.ndarray, width: float, dtype) -> bool:
+    """Every dot product of a row of a with a row of b (width terms, width may include a scale factor)
+    stays below a quarter of the dtype's largest value: |a_i . b_j| <= width max|a| max|b|. False as soon
+    as a or b holds a NaN or an Inf (inf * 0 is NaN, and NaN < x is False)."""
+    return width * _max_abs(a) * _max_abs(b) * 4 < float(np.finfo(dtype).max)
+
+
+def _masked_plan(mask: np.ndarray | None) -> np.ndarray | None:
+    """The block stops when the mask lets the blocks skip at least MIN_SKIPPED of the score entries (a
+    smaller saving does not pay for the smaller, slower products), else None: the whole-matrix path."""
+    if mask is None:
+        return None
+    stops, skipped = _block_key_stops(mask, BLOCK_ROWS)
+    return stops if skipped >= MIN_SKIPPED * mask.size else None
+
+
+def _parallel_blocks(shape: tuple[int, ...], chunk: int) -> bool:
+    """Blocks on Numba's threads: for enough score entries, and only when every product fits under
+    OpenBLAS's threading size (chunk > 0), so that one thread pool runs at a time."""
+    n, tq, tk = shape
+    return chunk > 0 and n * tq * tk >= PARALLEL_MIN_SIZE
+
+
 def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
             scale: float) -> tuple[np.ndarray, AttentionCache]:
     t = q.dtype.type
     w = np.empty((q.shape[0], q.shape[1], k.shape[1]), dtype=q.dtype)
+    out = np.empty((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
+    stops = _masked_plan(mask)
+    # A skipped key's term is 0 * v[j]: NaN by IEEE when v[j] is Inf or NaN, as in the reference's full
+    # product, which then has to run.
+    if stops is not None and math.isfinite(_max_abs(v)):
+        chunk = _key_chunk(max(q.shape[2], v.shape[2]))
+        blocks = _forward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _forward_blocks_serial
+        blocks(q, k, v, mask, stops, BLOCK_ROWS, chunk or k.shape[1], w, out, t(scale), t(-np.inf), t(0))
+        return out, AttentionCache(q, k, v, mask, w, float(scale))
     _bmm_nt(q, k, w, t(1))  # raw scores, turned into weights in place
     m, has_mask = _mask_args(mask)
     softmax_rows = _softmax_rows_parallel if _parallel(w.shape, max(q.shape[2], v.shape[2])) else _softmax_rows_serial
     softmax_rows(w, m, has_mask, t(scale), t(-np.inf), t(0))
-    out = np.empty((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
     _bmm_nn(w, v, out, t(1))
     return out, AttentionCache(q, k, v, mask, w, float(scale))
 
 
+def _skipping_is_exact(dout: np.ndarray, cache: AttentionCache) -> bool:
+    """The backward's skipped terms are 0 * k, 0 * q, 0 * dout and 0 * (dW - sum(dW * W)): exactly 0, as
+    in the reference's full products, only when those factors are finite. So no input may hold a NaN or an
+    Inf, dout v^T must not overflow (dW), nor q k^T (an infinite score makes its row of W, and with it
+    sum(dW * W), NaN)."""
+    q, k, v, _, _, scale = cache
+    return (_dot_products_bounded(q, k, q.shape[2] * max(1.0, scale), q.dtype)
+            and _dot_products_bounded(dout, v, v.shape[2], q.dtype))
+
+
 def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    q, k, v, _, w, scale = cache
+    q, k, v, mask, w, scale = cache
     t = q.dtype.type
     ds = np.empty_like(w)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    stops = _masked_plan(mask)
+    if stops is not None and _skipping_is_exact(dout, cache):
+        chunk = _key_chunk(max(q.shape[2], v.shape[2]))
+        blocks = _backward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _backward_blocks_serial
+        blocks(dout, q, k, v, w, stops, BLOCK_ROWS, chunk or k.shape[1], ds, dq, dk, dv, t(scale), t(0))
+        return dq, dk, dv
     _bmm_nt(dout, v, ds, t(1))  # dW = dout v^T, turned into dS in place
     grad_rows = (_softmax_grad_rows_parallel if _parallel(w.shape, max(q.shape[2], v.shape[2]))
                  else _softmax_grad_rows_serial)
     grad_rows(ds, w, t(0))
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     _bmm_nn(ds, k, dq, t(scale))
     _bmm_tn(ds, q, dk, t(scale))
     _bmm_tn(w, dout, dv, t(1))
