@@ -23,14 +23,15 @@ The backward is the same pattern twice:
 * dw[kh, kw] = sum over p of xp[p + kh*Wp + kw]^T dyg[p], where dyg is dy on the forward's grid with
   zeros on the dropped rows. One such product per (kh, kw) has a Cin x Cout output and an inner
   dimension of N*Hp*Wp: OpenBLAS runs that shape badly (137 ms for the nine of the 3x3 layer), so the
-  KW shifts are gathered first: x3[q] = (xp[q], xp[q + 1], ..., xp[q + KW - 1]) and
-  dw[kh] (KW*Cin x Cout) = x3[rows shifted by kh*Wp]^T dyg: KH products (29 ms including x3).
+  KW shifts are gathered first (straight from x): x3[q] = (xp[q], xp[q + 1], ..., xp[q + KW - 1]) and
+  dw[kh] (KW*Cin x Cout) = x3[rows shifted by kh*Wp]^T dyg: KH products.
 
-The products go to SciPy's BLAS (``scipy.linalg.blas.?gemm``) because NumPy's matmul cannot
-accumulate into its output: 9 matmuls plus 8 array additions took 24 ms for the 3x3 layer's forward,
-9 GEMMs with beta = 1 took 17.5 ms. Every product of this path uses SciPy's OpenBLAS (one thread
-pool; NumPy's is a second library, see cpu.py on alternating pools), on its own threads: the path
-only runs for products that are large anyway (``applies``).
+The products go through ``toolkit.blas.gemm`` (NumPy's own OpenBLAS, called with beta = 1) because
+NumPy's matmul cannot accumulate into its output: 9 matmuls plus 8 array additions took 24 ms for the
+3x3 layer's forward, 9 GEMMs with beta = 1 took 21 ms. They run on OpenBLAS's threads: the path only
+runs for products that are large anyway (``applies``). SciPy's gemm would accumulate too, but from a
+second OpenBLAS with a second thread pool (see toolkit/blas.py): alternating the two pools doubled the
+backward, and its dw products ran at 33 ms instead of 21.
 
 Memory: xp, yg (forward) and dyp/dxg/x3 (backward) are grid-sized scratch kept per Python thread and
 reused (``cpu._workspace`` explains why); none is kept in the cache.
@@ -41,7 +42,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from scipy.linalg import blas
+from numba import njit
+
+from ... import blas
 
 MIN_CHANNELS = 16  # each product's inner dimension is Cin (Cout for dx): below this BLAS runs it poorly
 MIN_MACS = 1 << 24  # a layer this big, and its products, are on OpenBLAS's threads anyway
@@ -71,10 +74,6 @@ def _grid(slot: str, rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
     return buffer[:count].reshape(rows, cols)
 
 
-def _gemm(dtype: np.dtype):
-    return blas.get_blas_funcs("gemm", dtype=dtype)
-
-
 def _place(a: np.ndarray, grid: np.ndarray, hp: int, wp: int, top: int, left: int) -> None:
     """grid (N*Hp*Wp [+ tail], C) = a (N, H, W, C) at rows/columns offset by (top, left), zeros elsewhere."""
     n, h, wd, c = a.shape
@@ -82,20 +81,34 @@ def _place(a: np.ndarray, grid: np.ndarray, hp: int, wp: int, top: int, left: in
     grid[:n * hp * wp].reshape(n, hp, wp, c)[:, top:top + h, left:left + wd] = a
 
 
-def _accumulate_shifted(gemm, src: np.ndarray, filters, wp: int, rows: int, out: np.ndarray) -> None:
-    """out[:rows] = sum over (kh, kw, f) in filters of src[p + kh*Wp + kw] @ f, by BLAS with beta = 1.
-
-    BLAS is column-major: the C-ordered (rows, Cout) result is the Fortran-ordered (Cout, rows) matrix
-    out^T = f^T @ src_block^T, so out and the src blocks are passed as transposed views, never copied.
-    """
-    c = out[:rows].T
-    first = True
-    for kh, kw, f in filters:
+def _accumulate_shifted(src: np.ndarray, filters, wp: int, rows: int, out: np.ndarray) -> None:
+    """out[:rows] = sum over (kh, kw, f) in filters of src[p + kh*Wp + kw] @ f: the first product
+    overwrites (beta = 0, so stale scratch values never leak in), the others add (beta = 1)."""
+    for number, (kh, kw, f) in enumerate(filters):
         off = kh * wp + kw
-        result = gemm(1.0, f.T, src[off:off + rows].T, beta=0.0 if first else 1.0, c=c, overwrite_c=1)
-        first = False
-        if not np.shares_memory(result, out):  # BLAS wrote a copy (never expected): keep the values
-            c[...] = result
+        blas.gemm(src[off:off + rows], f, out[:rows], beta=0.0 if number == 0 else 1.0)
+
+
+@njit(cache=True)
+def _gather_shifts(x, top, left, hp, wp, x3):
+    """x3[q, j, :] = xp[q + j] for every row q of x3 (span, KW, Cin), read straight from x: the padded grid
+    xp is never formed (one pass writing x3 instead of a pass writing xp and KW strided copies of it).
+    Serial on purpose: the GEMMs around it keep OpenBLAS's threads busy (one thread pool at a time)."""
+    n_size, h, w, c_size = x.shape
+    per_image = hp * wp
+    zero = x.dtype.type(0)
+    for q in range(x3.shape[0]):
+        for j in range(x3.shape[1]):
+            p = q + j
+            n = p // per_image
+            a = (p % per_image) // wp - top
+            b = p % wp - left
+            if n < n_size and 0 <= a < h and 0 <= b < w:
+                for c in range(c_size):
+                    x3[q, j, c] = x[n, a, b, c]
+            else:
+                for c in range(c_size):
+                    x3[q, j, c] = zero
 
 
 def _same_geometry(x_shape, w_shape):
@@ -115,7 +128,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding) -> np.n
     _place(x, xp, hp, wp, top, left)
     yg = _grid("yg", n * hp * wp, cout, x.dtype)
     shifts = ((i, j, w[i, j]) for i in range(kh) for j in range(kw))
-    _accumulate_shifted(_gemm(x.dtype), xp, shifts, wp, rows, yg)
+    _accumulate_shifted(xp, shifts, wp, rows, yg)
     y = np.empty((n, h, wd, cout), dtype=x.dtype)
     grid_y = yg[:n * hp * wp].reshape(n, hp, wp, cout)[:, :h, :wd]  # the rows of real output pixels
     if b is None:
@@ -141,7 +154,6 @@ def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, padding,
     n, h, wd, kh, kw, hp, wp, rows = _same_geometry(x.shape, w.shape)
     (top, bottom), (left, right) = padding
     cin, cout = w.shape[2], w.shape[3]
-    gemm = _gemm(x.dtype)
 
     # dx: dy on a zero grid, placed (bottom, right) in so that every window of the rotated filter
     # reads dy where the forward's window wrote it.
@@ -150,24 +162,19 @@ def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, padding,
     dx = None
     if need_dx:
         dxg = _grid("dxg", n * hp * wp, cin, x.dtype)
-        rotated = ((i, j, w[kh - 1 - i, kw - 1 - j].T) for i in range(kh) for j in range(kw))
-        _accumulate_shifted(gemm, dyp, rotated, wp, rows, dxg)
+        rotated = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, Cout, Cin): small
+        _accumulate_shifted(dyp, ((i, j, rotated[i, j]) for i in range(kh) for j in range(kw)), wp, rows, dxg)
         dx = np.empty_like(x)
         np.copyto(dx, dxg[:n * hp * wp].reshape(n, hp, wp, cin)[:, :h, :wd])
 
     # dw: x3[q] = (xp[q], ..., xp[q + KW - 1]) for the q that the KH shifted blocks read.
-    xp = _grid("xp", n * hp * wp, cin, x.dtype)
-    _place(x, xp, hp, wp, top, left)
     span = rows + (kh - 1) * wp  # x3 rows that the shifted blocks [kh*Wp, kh*Wp + rows) cover
-    x3 = _grid("x3", span, kw * cin, x.dtype).reshape(span, kw, cin)
-    for j in range(kw):
-        x3[:, j] = xp[j:j + span]
-    x3 = x3.reshape(span, kw * cin)
+    x3 = _grid("x3", span, kw * cin, x.dtype)
+    _gather_shifts(x, top, left, hp, wp, x3.reshape(span, kw, cin))
     dyg = dyp[bottom * wp + right:]  # dy on the forward's grid: the same zero-bordered buffer, shifted
     dw = np.empty((kh, kw * cin, cout), dtype=x.dtype)
     for i in range(kh):
-        # dw[i] = x3_block^T dyg, (KW*Cin, Cout); BLAS returns it Fortran-ordered (a small copy into dw).
-        dw[i] = gemm(1.0, x3[i * wp:i * wp + rows].T, dyg[:rows].T, trans_b=1)
+        blas.gemm(x3[i * wp:i * wp + rows], dyg[:rows], dw[i], trans_a=True)  # (KW*Cin, Cout)
     if not np.isfinite(dw).all():
         return None
     return dx, dw.reshape(w.shape)
