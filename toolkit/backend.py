@@ -195,11 +195,17 @@ def device_of(**arrays: Any) -> str:
     return "gpu" if on_gpu else "cpu"
 
 
+_implementations: dict[tuple[str, str], ModuleType] = {}
+
+
 def implementation(op: str, device: str) -> ModuleType:
     """The module that implements ``op`` on ``device``: toolkit.ops.<op>.cpu or .gpu."""
     if device == "gpu":
         _resolve("gpu")
-    return importlib.import_module(f"toolkit.ops.{op}.{device}")
+    module = _implementations.get((op, device))
+    if module is None:  # imported once: every op call goes through here (a model step makes dozens)
+        module = _implementations[(op, device)] = importlib.import_module(f"toolkit.ops.{op}.{device}")
+    return module
 
 
 def dispatch(op: str, **arrays: Any) -> ModuleType:

@@ -16,6 +16,8 @@ Conventions, per spatial axis of size ``n`` with window ``k``, stride ``s`` and 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..conv2d.geometry import Pads as Padding  # ((top, bottom), (left, right))
@@ -58,8 +60,17 @@ def window_bounds(o: int, s: int, k: int, before: int, n: int) -> tuple[int, int
 def real_cell_counts(spatial: tuple[int, int], out: tuple[int, int], pool: tuple[int, int],
                      stride: tuple[int, int], padding: Padding, dtype) -> np.ndarray:
     """(OH, OW) number of real (non-padded) cells in each window, in ``dtype``: the average's divisor."""
-    def lengths(axis: int) -> list[int]:
-        spans = (window_bounds(o, stride[axis], pool[axis], padding[axis][0], spatial[axis]) for o in range(out[axis]))
-        return [stop - start for start, stop in spans]
+    rows, columns = _window_lengths(tuple(spatial), tuple(out), tuple(pool), tuple(stride),
+                                    tuple(map(tuple, padding)))
+    return np.outer(rows, columns).astype(dtype)
 
-    return np.outer(lengths(0), lengths(1)).astype(dtype)
+
+@functools.lru_cache(maxsize=256)
+def _window_lengths(spatial, out, pool, stride, padding) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Remembered per geometry: a model calls its pooling layers with the same shapes every step, and
+    these Python loops cost more than the pooling kernels of a small layer."""
+    def lengths(axis: int) -> tuple[int, ...]:
+        spans = (window_bounds(o, stride[axis], pool[axis], padding[axis][0], spatial[axis]) for o in range(out[axis]))
+        return tuple(stop - start for start, stop in spans)
+
+    return lengths(0), lengths(1)
