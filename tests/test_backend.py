@@ -93,7 +93,7 @@ def test_dispatch_by_input_device_and_mixed_devices_raise():
 
 def test_info_reports_versions_and_gpu_reason():
     info = collect()
-    for key in ("Python", "NumPy", "Numba", "SciPy", "SymPy", "CuPy", "backend", "GPU", "NVRTC"):
+    for key in ("Python", "NumPy", "BLAS (toolkit.blas.gemm)", "Numba", "SciPy", "SymPy", "CuPy", "backend", "GPU", "NVRTC"):
         assert key in info and info[key]
     assert "threading layer" in info["Numba"]
     out = subprocess.run([sys.executable, "-m", "toolkit", "info"], capture_output=True, text=True)

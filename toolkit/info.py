@@ -6,7 +6,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import backend
+from . import backend, blas
 
 
 def _version(dist: str) -> str:
@@ -58,6 +58,7 @@ def collect() -> dict[str, str]:
         "toolkit": _version("nn-toolkit"),
         "Python": f"{platform.python_version()} ({sys.executable})",
         "NumPy": _version("numpy"),
+        "BLAS (toolkit.blas.gemm)": blas.source(),
         "Numba": f"{_version('numba')} (threading layer {layer}, {threads} threads)",
         "SciPy": _version("scipy"),
         "SymPy": _version("sympy"),
