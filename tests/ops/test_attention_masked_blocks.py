@@ -2,6 +2,7 @@
 forbids for every row of the block. Held against the NumPy reference and finite differences, with the
 masks that make the block stops interesting; plus the rules that decide when the path runs."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -187,6 +188,26 @@ def test_masks_that_skip_little_take_the_whole_matrix_path(block_calls, rng):
         _, cache = cpu.forward(q, k, v, mask, 0.5)
         cpu.backward(dout, cache)
     assert block_calls == []
+
+
+@pytest.mark.parametrize("mask", [None, np.ones((1, 128, 128), dtype=bool)], ids=["unmasked", "all keys"])
+def test_large_calls_that_skip_nothing_take_the_whole_matrix_path_on_two_threads(mask, block_calls, rng):
+    """Large enough for the parallel block drivers, but nothing to skip: the whole-matrix path, which
+    measured faster on two threads too (cpu.py's docstring)."""
+    q, k, v, dout = inputs(rng, 2, 128, 128, 8, 4, np.float32)
+    assert cpu._parallel_blocks((2, 128, 128), cpu._key_chunk(8)), "the case must be large enough"
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        out, cache = cpu.forward(q, k, v, mask, 0.3)
+        grads = cpu.backward(dout, cache)
+    finally:
+        numba.set_num_threads(threads)
+    assert block_calls == []
+    out_ref, cache_ref = reference.forward(q, k, v, mask, 0.3)
+    assert_close(out, out_ref, **tolerance(np.float32), name="out")
+    for name, ours, expected in zip(("dq", "dk", "dv"), grads, reference.backward(dout, cache_ref)):
+        assert_close(ours, expected, **tolerance(np.float32), name=name)
 
 
 def test_non_finite_values_where_keys_are_skipped_follow_the_reference(block_calls, rng):

@@ -49,6 +49,14 @@ Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
   time) 33-39 ms -> 29-33 ms: the skipped half of the products is mostly paid back in the smaller
   products' lower speed; the gain on two threads is that the softmax rows and the products all run on
   both (the whole-matrix path runs its rows on one thread while OpenBLAS threads the products).
+* Unmasked calls keep the whole-matrix path on two threads too. Tried 2026-11-21 (N8 T512 d64 float32,
+  load average 1.3 to 1.7, alternating runs): mask=None through the parallel blocks with every stop at Tk
+  gave ``python -m bench --op attention`` f+b 28-43 ms (median 33) vs 24-35 ms (median 27), backward
+  16-22 ms vs 10-18 ms; timed f+b loops were a draw (medians 22-36 vs 22-32 ms). The parallel
+  softmax rows save about 3 of the forward's 6.5 serial ms, but products kept below
+  OPENBLAS_THREADED_MACS run at 44-49 GFLOP/s per thread against 70-82 for one whole per-batch product on
+  one thread, and the backward's dk and dv add up 16 products of depth 32 per key range. Blocks for the
+  forward with the whole-matrix backward was worse still (42-50 ms: the two pools alternate).
 
 Memory: the weights W (N, Tq, Tk) are O(T^2) per batch element and the cache keeps them by contract
 (the scores are computed straight into that array, no second copy). The backward holds dS, one more
