@@ -8,6 +8,7 @@ import pytest
 from tests.helpers import check_gradient, random_array
 from tests.ops.test_conv2d import _magnitudes, _setup, assert_within_dot_bound
 from toolkit.ops import conv2d as conv
+from toolkit.ops import scratch as scratch_module
 from toolkit.ops.conv2d import cpu, reference, shifted
 
 # (id, x shape (N, H, W, Cin), w shape (KH, KW, Cin, Cout), padding); stride is 1 on this path.
@@ -118,6 +119,14 @@ def test_non_finite_values_give_the_reference_result(where, special, rng, force_
         assert np.isfinite(reference.backward(dy, cache_ref)[1][0, 2]).all()
 
 
+def _poison_shifted_scratch():
+    """Every byte 0xFF: a NaN in float32 and float64 alike."""
+    slots = [name for name in vars(scratch_module._buffers) if name.startswith("conv2d.shifted.")]
+    assert sorted(slots) == sorted(f"conv2d.shifted.{s}" for s in ("xp", "yg", "dyp", "dxg", "x3"))
+    for name in slots:
+        getattr(scratch_module._buffers, name)[...] = 0xFF
+
+
 def test_garbage_in_the_reused_scratch_does_not_leak(rng, force_shifted):
     """The grid scratch is reused between calls: fill it with NaN (what any earlier call could leave in
     the dropped rows) and the results must still be the reference's."""
@@ -126,11 +135,9 @@ def test_garbage_in_the_reused_scratch_does_not_leak(rng, force_shifted):
     y0, cache = cpu.forward(x, w, b, stride, pads)
     dy = random_array(rng, y0.shape)
     grads0 = cpu.backward(dy, cache)
-    for slot in ("xp", "yg", "dyp", "dxg", "x3"):
-        getattr(shifted._scratch, slot)[...] = np.nan
+    _poison_shifted_scratch()
     y1, cache = cpu.forward(x, w, b, stride, pads)
     np.testing.assert_array_equal(y1, y0)
-    for slot in ("xp", "yg", "dyp", "dxg", "x3"):
-        getattr(shifted._scratch, slot)[...] = np.nan
+    _poison_shifted_scratch()
     for before, after in zip(grads0, cpu.backward(dy, cache)):
         np.testing.assert_array_equal(after, before)

@@ -50,7 +50,9 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
   float64, then over the blocks in order: the same bits serial or parallel. Measured on a LeNet-5
   training step at batch 32 (2 cores, load ~1): 15.7 ms with whole-batch im2col on one thread, 13.6 ms
   image by image on one thread, 9.9 ms image by image on two (IMAGE_PARALLEL_MIN_WORK).
-* Scratch: cols and dcols live in a per-thread workspace reused across calls (``_workspace``).
+* Scratch: cols and dcols live in a per-thread buffer reused across calls (``toolkit.ops.scratch``: a
+  fresh multi-megabyte array page-faults in on every call, which cost as much as the im2col itself for
+  LeNet's layers at batch 32).
 * ``backward(..., need_dx=False)`` (a model's first layer, whose dx nothing uses) skips dx on every path:
   no dcols product and no col2im (whole-batch and image-by-image kernels), no pointwise dx product, no
   shifted dx products. dw and db are computed exactly as with dx, so they keep their bits.
@@ -58,11 +60,10 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
+from ..scratch import scratch
 from . import shifted
 from .reference import IEEE_QUIET, Conv2DCache
 
@@ -343,22 +344,6 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-_scratch = threading.local()
-
-
-def _workspace(count: int, dtype: np.dtype) -> np.ndarray:
-    """A flat scratch array of ``count`` elements for cols/dcols, kept and reused across calls (one per
-    Python thread, so concurrent calls never share it). Why: a fresh multi-megabyte array per call is
-    returned to the OS when freed and page-faults back in on the next call (glibc trims the heap); that
-    cost as much as the im2col itself for LeNet's layers at batch 32. It grows to the largest request
-    (at most twice CHUNK_BYTES) and never leaves this module: only y, dx, dw and db are returned."""
-    nbytes = count * np.dtype(dtype).itemsize
-    buffer = getattr(_scratch, "buffer", None)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = _scratch.buffer = np.empty(nbytes, dtype=np.uint8)
-    return buffer[:nbytes].view(dtype)
-
-
 def _image_by_image(oh: int, ow: int, k: int, cout: int) -> bool:
     """Whether one image's products are small enough for the image-by-image path (see its kernels), and
     not too small: with a handful of output pixels per image (LeNet's C5 has one) a BLAS call per image
@@ -409,7 +394,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
         per = oh * ow
         chunk = _chunk_images(n, per, k, x.itemsize)
         parallel = _parallel(n * per * k) and not _threaded_gemm(chunk * per * k * cout)
-        cols = _workspace(chunk * per * k, x.dtype).reshape(chunk * per, k)
+        cols = scratch("conv2d.cols", (chunk * per, k), x.dtype)
         x3 = x.reshape(n, x.shape[1], -1)
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
@@ -464,8 +449,8 @@ def backward(dy: np.ndarray, cache: Conv2DCache,
     dw2 = np.empty((k, cout), dtype=x.dtype)
     dw_chunk = np.empty_like(dw2)
     # cols and (with dx) dcols side by side in one workspace: cols sits at the same address either way.
-    scratch = _workspace((2 if need_dx else 1) * chunk * per * k, x.dtype).reshape(-1, chunk * per, k)
-    cols = scratch[0]
+    buffers = scratch("conv2d.cols", ((2 if need_dx else 1), chunk * per, k), x.dtype)
+    cols = buffers[0]
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         rows = slice(start * per, stop * per)
@@ -478,7 +463,7 @@ def backward(dy: np.ndarray, cache: Conv2DCache,
         else:
             dw2 += matmul(c.T, dy2[rows], dw_chunk)
         if need_dx:
-            dc = scratch[1][:(stop - start) * per]
+            dc = buffers[1][:(stop - start) * per]
             matmul(dy2[rows], w2.T, dc)
             _col2im(dc, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3[start:stop], parallel)
     return dx, dw2.reshape(w.shape), db

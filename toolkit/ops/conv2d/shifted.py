@@ -34,17 +34,16 @@ second OpenBLAS with a second thread pool (see toolkit/blas.py): alternating the
 backward, and its dw products ran at 33 ms instead of 21.
 
 Memory: xp, yg (forward) and dyp/dxg/x3 (backward) are grid-sized scratch kept per Python thread and
-reused (``cpu._workspace`` explains why); none is kept in the cache.
+reused (``toolkit.ops.scratch`` explains why); none is kept in the cache.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 from numba import njit
 
 from ... import blas
+from ..scratch import scratch
 
 MIN_CHANNELS = 16  # each product's inner dimension is Cin (Cout for dx): below this BLAS runs it poorly
 MIN_MACS = 1 << 24  # a layer this big, and its products, are on OpenBLAS's threads anyway
@@ -61,17 +60,9 @@ def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding)
             and n * h * wd * kh * kw * cin * cout >= MIN_MACS)
 
 
-_scratch = threading.local()
-
-
 def _grid(slot: str, rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
-    """A reusable (rows, cols) scratch matrix, one per slot name and Python thread."""
-    count = rows * cols
-    buffer = getattr(_scratch, slot, None)
-    if buffer is None or buffer.dtype != dtype or buffer.size < count:
-        buffer = np.empty(count, dtype=dtype)
-        setattr(_scratch, slot, buffer)
-    return buffer[:count].reshape(rows, cols)
+    """A reusable (rows, cols) scratch matrix (``toolkit.ops.scratch``), one per slot name."""
+    return scratch("conv2d.shifted." + slot, (rows, cols), dtype)
 
 
 def _place(a: np.ndarray, grid: np.ndarray, hp: int, wp: int, top: int, left: int) -> None:

@@ -21,6 +21,10 @@ the input projection, SciPy's in the loop) made the loop up to 30x slower on a b
 (each pool's idle threads spin against the other's). One Python-level call per step costs a few
 microseconds.
 
+Temporaries that never leave the op (the input projection, h_{t-1} U, dz and the shifted h) are
+reused scratch (``toolkit.ops.scratch``): allocating them fresh page-faulted 10 ms of a 37 ms forward in
+(N32 T64 D128 H256). h, c and gates are returned in the cache, and so are fresh arrays.
+
 Float32 stays float32 throughout (BLAS sgemm, the constant one passed in the input's dtype); float64
 uses the C library's exp/tanh. The sigmoid only exponentiates -|z|, so it never overflows.
 """
@@ -32,6 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations.vector_math import exp, tanh
+from ..scratch import scratch
 from .reference import LSTMCache
 
 # The parallel kernels start a thread team at every time step, next to BLAS's own threads. Measured
@@ -128,12 +133,13 @@ def forward(x, h0, c0, W, U, b):
     N, T, D = x.shape
     H = U.shape[0]
     one = x.dtype.type(1)
-    xwb = (x.reshape(N * T, D) @ W).reshape(N, T, 4 * H)
+    xwb = scratch("lstm.xwb", (N, T, 4 * H), x.dtype)  # never leaves forward: reused, not page-faulted in
+    np.matmul(x.reshape(N * T, D), W, out=xwb.reshape(N * T, 4 * H))
     xwb += b
     h = np.empty((N, T, H), dtype=x.dtype)
     c = np.empty((N, T, H), dtype=x.dtype)
     gates = np.empty((N, T, 4 * H), dtype=x.dtype)
-    rec = np.empty((N, 4 * H), dtype=x.dtype)  # h_{t-1} U
+    rec = scratch("lstm.rec", (N, 4 * H), x.dtype)  # h_{t-1} U
     step = _step_parallel if _use_parallel(N, H) else _step_serial
     for t in range(T):
         # h[:, t - 1] is a strided view with contiguous rows: BLAS reads it in place (lda = T*H)
@@ -150,13 +156,16 @@ def backward(dh, cache: LSTMCache, dc_last=None):
     dh = np.zeros_like(h) if dh is None else dh
     dc = np.zeros_like(c0) if dc_last is None else dc_last.copy()  # dL/dc_t, updated in place step by step
     dh_next = np.zeros_like(h0)  # dz_{t+1} U^T: what h_t receives from step t+1
-    dz = np.empty_like(gates)
+    dz = scratch("lstm.dz", gates.shape, gates.dtype)  # every step writes its dz before anything reads it
     step = _grad_step_parallel if _use_parallel(N, H) else _grad_step_serial
     for t in range(T - 1, -1, -1):
         step(t, dh, dh_next, dc, c, c0, gates, dz, one)
         np.matmul(dz[:, t], U.T, out=dh_next)
     dz_flat = dz.reshape(N * T, 4 * H)
-    h_prev = np.concatenate([h0[:, None, :], h[:, :-1]], axis=1).reshape(N * T, H)
+    h_prev = scratch("lstm.h_prev", (N, T, H), h.dtype)  # h_{t-1} for every t
+    h_prev[:, 0] = h0
+    h_prev[:, 1:] = h[:, :-1]
+    h_prev = h_prev.reshape(N * T, H)
     dx = (dz_flat @ W.T).reshape(N, T, D)
     dW = x.reshape(N * T, D).T @ dz_flat
     dU = h_prev.T @ dz_flat
