@@ -171,23 +171,13 @@ def exp_shifted_sum(row, shift, out, zero):
 
 @njit(**_REDUCE)
 def exp_shifted_sum_inplace(row, shift, zero):
-    """row[j] = exp(row[j] - shift) in place; returns the sum (float64). Each block is computed into a
-    small buffer and copied back: written as one in-place loop (or as exp_shifted_sum(row, shift, row,
-    zero)) LLVM does not vectorise it, and the loop ran 5x slower."""
-    n = row.shape[0]
-    block = np.empty(min(n, REDUCE_BLOCK), dtype=row.dtype)
-    total = 0.0
-    for start in range(0, n, REDUCE_BLOCK):
-        size = min(REDUCE_BLOCK, n - start)
-        part = zero
-        for j in range(size):
-            e = exp(row[start + j] - shift)
-            block[j] = e
-            part += e
-        for j in range(size):
-            row[start + j] = block[j]
-        total += part
-    return total
+    """row[j] = exp(row[j] - shift) in place; returns the sum (float64). Two passes, a map then
+    ``row_sum``: each loop vectorises on its own, while the exponential and the sum in one in-place loop
+    did not (5x slower), and exponentials into a small buffer copied back (the former version) still
+    ran at 4.8 ns per value against 2.0 for the two passes (4096 rows of 512 float32)."""
+    for j in range(row.shape[0]):
+        row[j] = exp(row[j] - shift)
+    return row_sum(row, zero)
 
 
 @njit(**_REDUCE)
