@@ -174,7 +174,7 @@ def exp_shifted_sum_inplace(row, shift, zero):
     """row[j] = exp(row[j] - shift) in place; returns the sum (float64). Two passes, a map then
     ``row_sum``: each loop vectorises on its own, while the exponential and the sum in one in-place loop
     did not (5x slower), and exponentials into a small buffer copied back (the former version) still
-    ran at 4.8 ns per value against 2.0 for the two passes (4096 rows of 512 float32)."""
+    ran at 4.7 ns per value against 1.9 for the two passes (4096 rows of 512 float32)."""
     for j in range(row.shape[0]):
         row[j] = exp(row[j] - shift)
     return row_sum(row, zero)

@@ -12,7 +12,8 @@ row are computed once per call (integer divisions per cell cost more than the su
 2x2 windows with stride 2 and no padding (LeNet's, VGG's, most CNNs' pooling) have their own kernels
 (``_tiled_*``): the four cells of a window are read in one expression instead of through window
 loops. The generic loops spend most of their time on loop bounds when a window has 4 cells and a pixel
-6 channels (LeNet's S2 at batch 32, kernel alone: average 242 -> 45-70 us, maximum 842 -> 164 us). They
+6 channels (LeNet's S2 at batch 32: average 242 -> 45-70 us for the kernel, maximum 842 -> 102 us for
+cpu.forward). They
 visit the cells in the same order and start from the same zero, so both give the same bits (the tests
 compare them).
 
