@@ -88,3 +88,9 @@ def test_read_only_c_is_refused():
     c.flags.writeable = False
     with pytest.raises(ValueError, match="c must be writeable"):
         blas.gemm(np.ones((3, 4)), np.ones((4, 2)), c)
+
+
+def test_c_overlapping_an_operand_is_refused():
+    m = np.ones((6, 4))
+    with pytest.raises(ValueError, match="c must not overlap a or b"):
+        blas.gemm(m[:4], np.ones((4, 4)), m[2:6])

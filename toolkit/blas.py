@@ -15,7 +15,7 @@ Where NumPy was built against another BLAS (a distribution's or conda's), the sy
 
 The arguments are checked before the call (ctypes hands raw pointers to BLAS, which checks nothing a
 wrong shape or stride would break): 2-D, one dtype (float32 or float64), unit stride along rows, a
-row stride at least the row length, shapes that agree, and C writeable.
+row stride at least the row length, shapes that agree, and C writeable and apart from A and B.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, *, trans_a: bool = False, 
                          f"{c.shape[0]}x{c.shape[1]}")
     if not c.flags.writeable:
         raise ValueError("gemm: c must be writeable")
+    if np.may_share_memory(c, a) or np.may_share_memory(c, b):  # BLAS would read what it is overwriting
+        raise ValueError("gemm: c must not overlap a or b")
     n = b.shape[1]
     if m == 0 or n == 0:
         return c
