@@ -133,9 +133,7 @@ class Layer:
         self.declared_input_shape: Shape | None = None
         if input_shape is not None:
             self.declared_input_shape = normalize_shape((None, *tuple(input_shape)), "input_shape")
-        if not isinstance(trainable, (bool, np.bool_)):
-            raise TypeError(f"trainable must be True or False; got {trainable!r}")
-        self.trainable = bool(trainable)
+        self.trainable = validate.flag("trainable", trainable)
         self.built = False
         self.input_shape: Shape | None = None
         self._params: dict[str, Any] = {}
@@ -330,9 +328,7 @@ class Layer:
         that applies that activation itself, stably (softmax + cross-entropy fused); backward then
         expects dL/dlogits. Only layers whose ``output_activation`` is not None accept it.
         """
-        for flag, value in (("training", training), ("logits", logits)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{flag} must be True or False; got {value!r}")
+        training, logits = validate.flag("training", training), validate.flag("logits", logits)
         if logits and self.output_activation is None:
             raise ValueError(f"{self.label} has no final activation to leave out, so logits=True makes no sense")
         self._skip_activation = bool(logits)

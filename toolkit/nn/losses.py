@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import validate
 from ..ops.losses import loss_backward, loss_forward
 
 ALIASES = {
@@ -66,20 +67,15 @@ class CategoricalCrossentropy(Loss):
     """Cross-entropy of one-hot (or soft) targets; from_logits=True takes logits (fused softmax)."""
 
     def __init__(self, from_logits: bool = False) -> None:
-        _check_flag("from_logits", from_logits)
+        from_logits = validate.flag("from_logits", from_logits)
         super().__init__("softmax_crossentropy" if from_logits else "categorical_crossentropy",
                          name="categorical_crossentropy")
 
 
 class BinaryCrossentropy(Loss):
     def __init__(self, from_logits: bool = False) -> None:
-        _check_flag("from_logits", from_logits)
-        super().__init__("binary_crossentropy", name="binary_crossentropy", from_logits=bool(from_logits))
-
-
-def _check_flag(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
+        super().__init__("binary_crossentropy", name="binary_crossentropy",
+                         from_logits=validate.flag("from_logits", from_logits))
 
 
 def get(identifier: Any) -> Loss:

@@ -358,8 +358,7 @@ class Sequential:
         batch_size = _positive_int("batch_size", batch_size)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        shuffle = validate.flag("shuffle", shuffle)
         seed = self.seed if seed is None else check_seed(seed, "seed")
         if validation_data is not None and (not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise TypeError("validation_data must be a pair (x_val, y_val)")

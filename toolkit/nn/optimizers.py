@@ -50,9 +50,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(learning_rate)
         self.momentum = validate.real("momentum", momentum, low=0.0, high=1.0)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
-        self.nesterov = nesterov
+        self.nesterov = validate.flag("nesterov", nesterov)
 
     def _update(self, param: Any, grad: Any) -> None:
         velocity = self._state(param, 1)[0] if (self.momentum > 0 or self.nesterov) else None

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import backend
+from .. import backend, validate
 from ..ops.lstm import lstm_backward, lstm_forward
 from ..ops.rnn import rnn_backward, rnn_forward
 from . import initializers
@@ -34,9 +34,7 @@ class _Recurrent(Layer):
                  recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros", **kwargs: Any):
         super().__init__(**kwargs)
         self.units = positive("units", units)
-        if not isinstance(return_sequences, (bool, np.bool_)):
-            raise TypeError(f"return_sequences must be True or False; got {return_sequences!r}")
-        self.return_sequences = bool(return_sequences)
+        self.return_sequences = validate.flag("return_sequences", return_sequences)
         self._initializers = {"kernel": initializers.get(kernel_initializer),
                               "recurrent_kernel": initializers.get(recurrent_initializer),
                               "bias": initializers.get(bias_initializer)}
@@ -96,9 +94,7 @@ class LSTM(_Recurrent):
 
     def __init__(self, units: int, return_sequences: bool = False, unit_forget_bias: bool = True, **kwargs: Any):
         super().__init__(units, return_sequences, **kwargs)
-        if not isinstance(unit_forget_bias, (bool, np.bool_)):
-            raise TypeError(f"unit_forget_bias must be True or False; got {unit_forget_bias!r}")
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = validate.flag("unit_forget_bias", unit_forget_bias)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "unit_forget_bias": self.unit_forget_bias}

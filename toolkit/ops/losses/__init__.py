@@ -32,8 +32,8 @@ def _params(name: str, given: dict[str, Any], ndim: int) -> dict[str, Any]:
         if ndim == 0:
             raise ValueError(f"y must have at least 1 dimension (the class axis) for {name}; got a 0-d array")
         params["axis"] = validate.axis("axis", params["axis"], ndim)
-    if "from_logits" in params and not isinstance(params["from_logits"], bool):
-        raise TypeError(f"from_logits must be True or False; got {params['from_logits']!r}")
+    if "from_logits" in params:
+        params["from_logits"] = validate.flag("from_logits", params["from_logits"])
     return params
 
 
