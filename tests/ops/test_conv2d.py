@@ -29,7 +29,8 @@ CASES = [
     ("even_nonsquare_same", (2, 8, 8, 3), (2, 4, 3, 2), 1, "same"),  # odd total pad: extra bottom/right
     ("stride_gt_kernel", (1, 9, 9, 2), (2, 2, 2, 2), 3, "valid"),  # some pixels are in no window
     ("kernel_fills_input", (2, 4, 5, 3), (4, 5, 3, 7), 1, "valid"),  # a 1x1 output: a dense layer
-    ("lenet_c3_like", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
+    ("lenet_c3_like", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),  # direct.py's register tiles
+    ("image_by_image", (4, 14, 14, 6), (5, 5, 6, 12), 1, "valid"),  # 12 channels: no whole vector, im2col
     ("wide_channels", (2, 12, 11, 16), (3, 3, 16, 24), 1, "same"),  # long dot products
     ("parallel_path", (3, 20, 18, 8), (3, 3, 8, 12), (1, 2), "same"),  # above cpu.PARALLEL_MIN_WORK
 ]
@@ -420,9 +421,9 @@ def _two_images(dtype):
 
 # (id, x shape, w shape, stride, padding, module attributes set (a callable: of the dtype), the calls to count)
 NEED_DX_PATHS = [
-    ("image_by_image_serial", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 1 << 62},
+    ("image_by_image_serial", (4, 14, 14, 6), (5, 5, 6, 12), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 1 << 62},
      ["_backward_images_serial"]),
-    ("image_by_image_parallel", (5, 14, 14, 6), (5, 5, 6, 16), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 0},
+    ("image_by_image_parallel", (5, 14, 14, 6), (5, 5, 6, 12), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 0},
      ["_backward_images_parallel"]),
     # A cols budget of two images: chunks of 2, 2 and 1, each with its own products (and col2im with dx).
     ("chunked_serial", (5, 6, 7, 3), (3, 3, 3, 4), 2, 1,

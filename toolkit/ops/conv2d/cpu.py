@@ -64,7 +64,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..scratch import scratch
-from . import shifted
+from . import direct, shifted
 from .reference import IEEE_QUIET, Conv2DCache
 
 CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big enough for an efficient GEMM
@@ -351,6 +351,17 @@ def _image_by_image(oh: int, ow: int, k: int, cout: int) -> bool:
     return oh * ow >= MIN_IMAGE_PIXELS and oh * ow * k * cout <= OPENBLAS_SERIAL_MACS
 
 
+def _image_parallel(n: int, oh: int, ow: int, k: int) -> bool:
+    """Whether the image-by-image and direct paths run their blocks of images on Numba's threads."""
+    return n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1
+
+
+def _direct(n: int, w: np.ndarray, oh: int, ow: int, k: int) -> bool:
+    """Whether direct.py's register-tiled kernels run the layer (see ``direct.applies``). Its threads
+    split the batch, so one large image goes to the paths whose products run on OpenBLAS's threads."""
+    return direct.applies(w.shape, w.dtype, oh, ow) and (n > 1 or oh * ow * k < IMAGE_PARALLEL_MIN_WORK)
+
+
 def _images_per_block(n: int) -> int:
     """Images per block of the image-by-image path: at most IMAGE_BLOCKS blocks, a function of N only,
     so dw (summed per block, then over blocks in order) has the same bits serial or parallel."""
@@ -377,6 +388,8 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     w2 = w.reshape(k, cout)
     y = np.empty((n, oh, ow, cout), dtype=x.dtype)
     y2 = y.reshape(n * oh * ow, cout)  # a view: the product writes straight into y
+    if _direct(n, w, oh, ow, k):
+        return direct.forward(x, w, b, stride, padding, y, _image_parallel(n, oh, ow, k), _images_per_block(n)), cache
     if shifted.applies(x.shape, w.shape, stride, padding):
         return shifted.forward(x, w, b, padding), cache
     if _is_pointwise(w, stride, padding):
@@ -385,7 +398,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
         x3 = x.reshape(n, x.shape[1], -1)
         geometry = (cin, kh, kw, stride[0], stride[1], top, left, oh, ow)
         bias = b if b is not None else np.zeros(cout, dtype=x.dtype)
-        if n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1:
+        if _image_parallel(n, oh, ow, k):
             _forward_images_parallel(x3, w2, bias, b is not None, *geometry, y2, _images_per_block(n))
         else:
             _forward_images(x3, w2, bias, b is not None, *geometry, y2, 0, n)
@@ -430,6 +443,9 @@ def backward(dy: np.ndarray, cache: Conv2DCache,
         if need_dx:
             dx = matmul(dy2, w2.T, np.empty((dy2.shape[0], cin), dtype=x.dtype)).reshape(x.shape)
         return dx, matmul(x2.T, dy2, np.empty((cin, cout), dtype=x.dtype)).reshape(w.shape), db
+    if _direct(n, w, oh, ow, k):
+        return (*direct.backward(dy, x, w, stride, padding, need_dx, _image_parallel(n, oh, ow, k),
+                                 _images_per_block(n)), db)
     if shifted.applies(x.shape, w.shape, stride, padding):
         dx_dw = shifted.backward(dy, x, w, padding, need_dx)
         if dx_dw is not None:  # None: non-finite values, which im2col below handles as the reference does
@@ -441,8 +457,7 @@ def backward(dy: np.ndarray, cache: Conv2DCache,
     if _image_by_image(oh, ow, k, cout):
         per_block = _images_per_block(n)
         dw_partial = np.zeros((-(-n // per_block), k, cout), dtype=np.float64)
-        image_parallel = n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1
-        driver = _backward_images_parallel if image_parallel else _backward_images_serial
+        driver = _backward_images_parallel if _image_parallel(n, oh, ow, k) else _backward_images_serial
         driver(x3, w2, dy2, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3, dw_partial, need_dx,
                per_block)
         return dx, dw_partial.sum(axis=0).astype(x.dtype).reshape(w.shape), db

@@ -1,0 +1,333 @@
+"""Direct convolution with register tiles: no im2col, no BLAS, for layers with few output channels.
+
+Why: LeNet's C3 (6 -> 16 channels, 5x5, 14x14 -> 10x10) through im2col and BLAS moved 150 values per
+output pixel through a cols matrix and ran its products with 16 output columns, a shape OpenBLAS
+runs at a third of its speed. PyTorch (oneDNN) was 1.5-2x faster. Computed directly, each output
+pixel's 16 channels are one 64-byte vector (``toolkit.ops.simd``; two AVX2 registers), and a tile of
+4 pixels x L channels stays in registers for the whole window sum. Measured on 2 cores, float32,
+batch 128: forward 1.78 -> 0.39 ms, backward 4.4 -> 1.3 ms (PyTorch: 0.79 and 2.45 ms).
+
+Layout (channels last, all arrays flat and C-contiguous): pixel (n, i, j) of x starts at element
+(n*H + i)*W*C + j*C, and the KW pixels of one filter row are KW*C consecutive elements. So for output
+pixel (i, j) and filter row kh, with t = kw*C + c running over that row of the window:
+
+    y[n, i, j, :]      = b + sum over kh, t of  x[(n*H + i*sh + kh)*W*C + j*sw*C + t] * w[kh, t, :]
+    dw[kh, t, :]       = sum over n, i, j of   x[(n*H + i*sh + kh)*W*C + j*sw*C + t] * dy[n, i, j, :]
+    dx[... same x index ...] += sum over co of  dy[n, i, j, co] * w[kh, t, co]
+
+* forward: 4 output pixels x L channels of y in 4 vector accumulators; each step loads one vector of w
+  and broadcasts one x value per pixel (4 multiply-adds). The bias is the accumulators' start.
+* dw: 4 consecutive t x L channels in 4 accumulators, summed over one image's pixels (each step: one
+  vector of dy, 4 broadcasts of x), then added in float64 to the block's partial (see below).
+* dx: the t of one filter row in vectors (w transposed to (KH, Cout, KW*C), zero-padded to a whole
+  number of vectors), summed over the output channels for 4 pixels, then added onto dx. The 4 pixels
+  lie on 4 different output rows (pixels taken column by column): the dx windows of neighbours in a
+  row overlap, and a load of a range that the previous store half wrote stalls the CPU. The last
+  vector of a filter row is partial: its spare lanes add -0.0 (``wide_add_head``), within the image.
+  Near the end of an image, where those lanes would fall in the next image (another thread's), the
+  lanes are added one by one (``wide_add_lanes``).
+
+Threads: blocks of whole images on Numba's threads, as in cpu.py's image-by-image path; dw is summed per
+image in the input dtype, per block in float64, then over the blocks in order, so its bits do not depend
+on the thread count. Padding is applied by copying x into a zero-bordered scratch grid first (dx is
+computed on that grid and its interior copied out), so the kernels only see "valid" windows.
+
+Applies (``applies``): Cout a multiple of the vector width (16 float32, 8 float64), a filter wider than
+1x1, and w and one image's dy within MAX_CACHED_BYTES (measurements there). cpu.py checks this first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..scratch import scratch
+from ..simd import (wide_add, wide_add_f64, wide_add_head, wide_add_lanes, wide_fma, wide_lanes, wide_load,
+                    wide_splat, wide_store, wide_zeros)
+
+# w, and one image's dy, at most this big (half of this machine's 512 KB L2 per core). Measured f+b, float32,
+# 2 cores, direct vs the best other path: inside the bound it won everywhere tried (LeNet C3 1.6 vs 4.5 ms;
+# 3x3 32->64 on 32x32 b32 39 vs 77 ms; 5x5 16->32 "same" 28x28 b64 37 vs 78; 5x5 32->64 80 vs 125);
+# outside, it lost: 3x3 64->64 "same" 56x56 b8 (dy 800 KB an image) 133 vs 85 ms, 3x3 128->128 16x16
+# (w 590 KB) 118 vs 92, 3x3 64->128 stride 2 56x56 (dy 400 KB) 82 vs 44.
+MAX_CACHED_BYTES = 256 << 10
+
+
+def lanes(dtype) -> int:
+    """Vector width in elements for this dtype (64 bytes)."""
+    return 64 // np.dtype(dtype).itemsize
+
+
+def applies(w_shape: tuple[int, ...], dtype, oh: int, ow: int) -> bool:
+    """Output channels in whole vectors, a filter wider than 1x1 (a 1x1 is one matrix product, which BLAS
+    does best), and w and one image's dy small enough to stay in the L2 cache (MAX_CACHED_BYTES each):
+    the dw and dx kernels stream them once per tile."""
+    kh, kw, cin, cout = w_shape
+    itemsize = np.dtype(dtype).itemsize
+    return (cout % lanes(dtype) == 0 and kh * kw > 1 and kh * kw * cin * cout * itemsize <= MAX_CACHED_BYTES
+            and oh * ow * cout * itemsize <= MAX_CACHED_BYTES)
+
+
+# --------------------------------------------------------------------------- kernels (flat arrays)
+@njit(cache=True)
+def _forward_images(x, w, b, y, h, wd, c, kh_size, kw_size, cout, sh, sw, oh_size, ow_size, n_start, n_stop):
+    """y of images [n_start, n_stop); x (N, H, W, C), w (KH, KW*C, Cout), b (Cout,), y (N, OH, OW, Cout)."""
+    lane = wide_lanes(w)
+    wc = wd * c
+    run = kw_size * c
+    pix = oh_size * ow_size
+    for n in range(n_start, n_stop):
+        xn = n * h * wc
+        for co in range(0, cout, lane):
+            bias = wide_load(b, co)
+            p = 0
+            while p + 4 <= pix:  # 4 pixels in row-major order: they only read x
+                x0 = xn + (p // ow_size) * sh * wc + (p % ow_size) * sw * c
+                x1 = xn + ((p + 1) // ow_size) * sh * wc + ((p + 1) % ow_size) * sw * c
+                x2 = xn + ((p + 2) // ow_size) * sh * wc + ((p + 2) % ow_size) * sw * c
+                x3 = xn + ((p + 3) // ow_size) * sh * wc + ((p + 3) % ow_size) * sw * c
+                a0 = bias
+                a1 = bias
+                a2 = bias
+                a3 = bias
+                for kh in range(kh_size):
+                    row = kh * wc
+                    wrow = kh * run * cout + co
+                    for t in range(run):
+                        wv = wide_load(w, wrow + t * cout)
+                        a0 = wide_fma(wide_splat(x, x0 + row + t), wv, a0)
+                        a1 = wide_fma(wide_splat(x, x1 + row + t), wv, a1)
+                        a2 = wide_fma(wide_splat(x, x2 + row + t), wv, a2)
+                        a3 = wide_fma(wide_splat(x, x3 + row + t), wv, a3)
+                out = (n * pix + p) * cout + co
+                wide_store(y, out, a0)
+                wide_store(y, out + cout, a1)
+                wide_store(y, out + 2 * cout, a2)
+                wide_store(y, out + 3 * cout, a3)
+                p += 4
+            while p < pix:
+                x0 = xn + (p // ow_size) * sh * wc + (p % ow_size) * sw * c
+                a0 = bias
+                for kh in range(kh_size):
+                    for t in range(run):
+                        a0 = wide_fma(wide_splat(x, x0 + kh * wc + t), wide_load(w, (kh * run + t) * cout + co), a0)
+                wide_store(y, (n * pix + p) * cout + co, a0)
+                p += 1
+
+
+@njit(cache=True)
+def _weight_grad_images(x, dy, dw_partial, h, wd, c, kh_size, kw_size, cout, sh, sw, oh_size, ow_size,
+                        n_start, n_stop):
+    """dw_partial (KH, KW*C, Cout) float64 += dw of images [n_start, n_stop), each image's sum first
+    taken in the input dtype."""
+    lane = wide_lanes(dy)
+    zero = wide_zeros(dy)
+    wc = wd * c
+    run = kw_size * c
+    pix = oh_size * ow_size
+    for n in range(n_start, n_stop):
+        xn = n * h * wc
+        dn = n * pix * cout
+        for kh in range(kh_size):
+            for co in range(0, cout, lane):
+                t = 0
+                while t < run:
+                    taps = min(4, run - t)
+                    if taps == 3:
+                        taps = 2  # 4, then 2, then 1: no tile reads x past the window row
+                    a0 = zero
+                    a1 = zero
+                    a2 = zero
+                    a3 = zero
+                    for i in range(oh_size):
+                        xr = xn + (i * sh + kh) * wc + t
+                        dr = dn + i * ow_size * cout + co
+                        for j in range(ow_size):
+                            g = wide_load(dy, dr + j * cout)
+                            xj = xr + j * sw * c
+                            a0 = wide_fma(wide_splat(x, xj), g, a0)
+                            if taps >= 2:
+                                a1 = wide_fma(wide_splat(x, xj + 1), g, a1)
+                                if taps == 4:
+                                    a2 = wide_fma(wide_splat(x, xj + 2), g, a2)
+                                    a3 = wide_fma(wide_splat(x, xj + 3), g, a3)
+                    out = (kh * run + t) * cout + co
+                    wide_add_f64(dw_partial, out, a0)
+                    if taps >= 2:
+                        wide_add_f64(dw_partial, out + cout, a1)
+                        if taps == 4:
+                            wide_add_f64(dw_partial, out + 2 * cout, a2)
+                            wide_add_f64(dw_partial, out + 3 * cout, a3)
+                    t += taps
+
+
+@njit(cache=True, inline="always")
+def _add_row(dx, at, acc, count, image_end, lane):
+    """dx.flat[at : at + count] += acc[:count]; spare lanes stay within the image or are skipped."""
+    if count >= lane:
+        wide_add(dx, at, acc)
+    elif at + lane <= image_end:
+        wide_add_head(dx, at, acc, count)
+    else:
+        wide_add_lanes(dx, at, acc, count)
+
+
+@njit(cache=True)
+def _input_grad_images(dy, wt, dx, h, wd, c, kh_size, kw_size, cout, sh, sw, oh_size, ow_size, n_start, n_stop):
+    """dx (N, H, W, C), zeroed, += dx of images [n_start, n_stop); wt is w as (KH, Cout, run_padded):
+    each filter row's run = KW*C values, zero-padded to whole vectors."""
+    lane = wide_lanes(dy)
+    zero = wide_zeros(dy)
+    wc = wd * c
+    run = kw_size * c
+    run_padded = wt.size // (kh_size * cout)
+    pix = oh_size * ow_size
+    image = h * wc
+    for n in range(n_start, n_stop):
+        dn = n * pix * cout
+        xn = n * image
+        end = xn + image
+        p = 0
+        while p + 4 <= pix:  # column-major pixel order: 4 pixels on different output rows
+            j0, i0 = p // oh_size, p % oh_size
+            j1, i1 = (p + 1) // oh_size, (p + 1) % oh_size
+            j2, i2 = (p + 2) // oh_size, (p + 2) % oh_size
+            j3, i3 = (p + 3) // oh_size, (p + 3) % oh_size
+            x0 = xn + i0 * sh * wc + j0 * sw * c
+            x1 = xn + i1 * sh * wc + j1 * sw * c
+            x2 = xn + i2 * sh * wc + j2 * sw * c
+            x3 = xn + i3 * sh * wc + j3 * sw * c
+            d0 = dn + (i0 * ow_size + j0) * cout
+            d1 = dn + (i1 * ow_size + j1) * cout
+            d2 = dn + (i2 * ow_size + j2) * cout
+            d3 = dn + (i3 * ow_size + j3) * cout
+            for kh in range(kh_size):
+                for t in range(0, run_padded, lane):
+                    a0 = zero
+                    a1 = zero
+                    a2 = zero
+                    a3 = zero
+                    wrow = kh * cout * run_padded + t
+                    for co in range(cout):
+                        wv = wide_load(wt, wrow + co * run_padded)
+                        a0 = wide_fma(wide_splat(dy, d0 + co), wv, a0)
+                        a1 = wide_fma(wide_splat(dy, d1 + co), wv, a1)
+                        a2 = wide_fma(wide_splat(dy, d2 + co), wv, a2)
+                        a3 = wide_fma(wide_splat(dy, d3 + co), wv, a3)
+                    row = kh * wc + t
+                    _add_row(dx, x0 + row, a0, run - t, end, lane)
+                    _add_row(dx, x1 + row, a1, run - t, end, lane)
+                    _add_row(dx, x2 + row, a2, run - t, end, lane)
+                    _add_row(dx, x3 + row, a3, run - t, end, lane)
+            p += 4
+        while p < pix:
+            j0, i0 = p // oh_size, p % oh_size
+            x0 = xn + i0 * sh * wc + j0 * sw * c
+            d0 = dn + (i0 * ow_size + j0) * cout
+            for kh in range(kh_size):
+                for t in range(0, run_padded, lane):
+                    a0 = zero
+                    wrow = kh * cout * run_padded + t
+                    for co in range(cout):
+                        a0 = wide_fma(wide_splat(dy, d0 + co), wide_load(wt, wrow + co * run_padded), a0)
+                    _add_row(dx, x0 + kh * wc + t, a0, run - t, end, lane)
+            p += 1
+
+
+# --------------------------------------------------------------------------- drivers: blocks of whole images
+@njit(cache=True)
+def _forward_serial(x, w, b, y, h, wd, c, kh, kw, cout, sh, sw, oh, ow, per_block):
+    _forward_images(x, w, b, y, h, wd, c, kh, kw, cout, sh, sw, oh, ow, 0, y.size // (oh * ow * cout))
+
+
+@njit(cache=True, parallel=True)
+def _forward_parallel(x, w, b, y, h, wd, c, kh, kw, cout, sh, sw, oh, ow, per_block):
+    n_size = y.size // (oh * ow * cout)
+    for blk in prange((n_size + per_block - 1) // per_block):  # disjoint images per block
+        _forward_images(x, w, b, y, h, wd, c, kh, kw, cout, sh, sw, oh, ow, blk * per_block,
+                        min(n_size, (blk + 1) * per_block))
+
+
+@njit(cache=True)
+def _backward_block(x, wt, dy, dx, dw_partial, need_dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow, n_start, n_stop):
+    _weight_grad_images(x, dy, dw_partial, h, wd, c, kh, kw, cout, sh, sw, oh, ow, n_start, n_stop)
+    if need_dx:
+        _input_grad_images(dy, wt, dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow, n_start, n_stop)
+
+
+@njit(cache=True)
+def _backward_serial(x, wt, dy, dx, dw_partial, need_dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow, per_block):
+    """The same blocks as the parallel twin, one after another: the same dw bits."""
+    n_size = dy.size // (oh * ow * cout)
+    for blk in range(dw_partial.shape[0]):
+        _backward_block(x, wt, dy, dx, dw_partial[blk], need_dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow,
+                        blk * per_block, min(n_size, (blk + 1) * per_block))
+
+
+@njit(cache=True, parallel=True)
+def _backward_parallel(x, wt, dy, dx, dw_partial, need_dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow, per_block):
+    n_size = dy.size // (oh * ow * cout)
+    for blk in prange(dw_partial.shape[0]):  # disjoint images (dx) and row blk of dw_partial per block
+        _backward_block(x, wt, dy, dx, dw_partial[blk], need_dx, h, wd, c, kh, kw, cout, sh, sw, oh, ow,
+                        blk * per_block, min(n_size, (blk + 1) * per_block))
+
+
+# --------------------------------------------------------------------------- Python entry points
+def _padded(x: np.ndarray, padding) -> np.ndarray:
+    """x on a zero-bordered grid (scratch), or x itself without padding."""
+    (top, bottom), (left, right) = padding
+    if top == bottom == left == right == 0:
+        return x
+    n, h, wd, c = x.shape
+    grid = scratch("conv2d.direct.grid", (n, h + top + bottom, wd + left + right, c), x.dtype)
+    grid[:, :top] = 0
+    grid[:, top + h:] = 0
+    grid[:, top:top + h, :left] = 0
+    grid[:, top:top + h, left + wd:] = 0
+    grid[:, top:top + h, left:left + wd] = x
+    return grid
+
+
+def _geometry(grid: np.ndarray, w: np.ndarray, stride, oh: int, ow: int) -> tuple:
+    kh, kw, cin, cout = w.shape
+    return (grid.shape[1], grid.shape[2], cin, kh, kw, cout, stride[0], stride[1], oh, ow)
+
+
+def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, padding, y: np.ndarray,
+            parallel: bool, per_block: int) -> np.ndarray:
+    """y (N, OH, OW, Cout), preallocated, = conv(x, w) + b. Requires ``applies``."""
+    grid = _padded(x, padding)
+    bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
+    driver = _forward_parallel if parallel else _forward_serial
+    driver(grid.reshape(-1), w.reshape(-1), bias, y.reshape(-1), *_geometry(grid, w, stride, *y.shape[1:3]),
+           per_block)
+    return y
+
+
+def backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride, padding, need_dx: bool, parallel: bool,
+             per_block: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(dx or None, dw). Requires ``applies``."""
+    kh, kw, cin, cout = w.shape
+    grid = _padded(x, padding)
+    geometry = _geometry(grid, w, stride, dy.shape[1], dy.shape[2])
+    blocks = -(-x.shape[0] // per_block)
+    dw_partial = np.zeros((blocks, kh * kw * cin * cout), dtype=np.float64)
+    if need_dx:
+        run = kw * cin
+        run_padded = -(-run // lanes(x.dtype)) * lanes(x.dtype)
+        wt = np.zeros((kh, cout, run_padded), dtype=x.dtype)
+        wt[:, :, :run] = w.reshape(kh, run, cout).transpose(0, 2, 1)
+        dx_grid = np.zeros(grid.shape, dtype=x.dtype)
+    else:  # placeholders the kernels never touch (Numba needs arrays of the right types)
+        wt = np.zeros(1, dtype=x.dtype)
+        dx_grid = np.zeros(1, dtype=x.dtype)
+    driver = _backward_parallel if parallel else _backward_serial
+    driver(grid.reshape(-1), wt.reshape(-1), dy.reshape(-1), dx_grid.reshape(-1), dw_partial, need_dx,
+           *geometry, per_block)
+    dw = dw_partial.sum(axis=0).astype(x.dtype).reshape(w.shape)
+    if not need_dx:
+        return None, dw
+    (top, _), (left, _) = padding
+    if dx_grid.shape == x.shape:
+        return dx_grid, dw
+    return np.ascontiguousarray(dx_grid[:, top:top + x.shape[1], left:left + x.shape[2]]), dw
