@@ -2,7 +2,9 @@
 
 Same signatures and cache as reference.py. Why im2col + GEMM rather than a direct loop: a convolution
 is a matrix product in disguise, and BLAS's blocked, vectorised GEMM runs far closer to the machine's
-peak than any loop we could write. im2col copies each window into one row of a matrix
+peak than a plain Numba loop (which LLVM does not vectorise well). Direct loops win only when written
+with explicit register tiles, and only while their operands stay in cache: direct.py, taken first where
+it applies. Everywhere else, im2col copies each window into one row of a matrix
 
     cols[(n, i, j), (kh, kw, ci)] = xp[n, i*sh + kh, j*sw + kw, ci]      (M = N*OH*OW rows, K = KH*KW*Cin columns)
 
@@ -41,6 +43,9 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
   channels costs more than the loops themselves.
 * A 1x1 kernel with stride 1 and no padding needs no im2col: x viewed as (M, Cin) already is cols.
+* Checked first: a layer whose output channels fill whole 64-byte vectors (16 float32, 8 float64) and
+  whose w and per-image dy fit the L2 cache (LeNet's C3, most small and medium layers) needs no im2col
+  and no BLAS: direct.py's register-tiled kernels compute it (3x faster than im2col on C3; see there).
 * A large stride-1 "same" layer with many channels (VGG's, the 3x3 64 -> 64 benchmark) needs none either:
   shifted.py computes it as KH*KW products over shifted views of one padded copy of x (see there).
 * Small filters go image by image (``_image_by_image``: one image's product below OPENBLAS_SERIAL_MACS,
