@@ -29,8 +29,8 @@ CASES = [
     ("even_nonsquare_same", (2, 8, 8, 3), (2, 4, 3, 2), 1, "same"),  # odd total pad: extra bottom/right
     ("stride_gt_kernel", (1, 9, 9, 2), (2, 2, 2, 2), 3, "valid"),  # some pixels are in no window
     ("kernel_fills_input", (2, 4, 5, 3), (4, 5, 3, 7), 1, "valid"),  # a 1x1 output: a dense layer
-    ("lenet_c3_like", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),  # direct.py's register tiles
-    ("image_by_image", (4, 14, 14, 6), (5, 5, 6, 12), 1, "valid"),  # 12 channels: no whole vector, im2col
+    ("lenet_c3_like", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
+    ("lenet_c1_like", (4, 12, 12, 1), (5, 5, 1, 6), 1, "same"),  # 6 of a vector's 16 channels (float32)
     ("wide_channels", (2, 12, 11, 16), (3, 3, 16, 24), 1, "same"),  # long dot products
     ("parallel_path", (3, 20, 18, 8), (3, 3, 8, 12), (1, 2), "same"),  # above cpu.PARALLEL_MIN_WORK
 ]
@@ -75,9 +75,23 @@ def _magnitudes(x, w, b, dy, stride, pads):
     return (y_mag, *reference.backward(np.abs(dy), cache))
 
 
+@pytest.fixture(params=["auto", "im2col"])
+def cpu_path(request, monkeypatch):
+    """Every case twice: as routed (direct.py takes most test-sized layers), and with direct.py kept out,
+    so that im2col, the 1x1 product and the shifted products run on the same cases."""
+    if request.param == "im2col":
+        monkeypatch.setattr(cpu, "_direct", lambda *args: False)
+    return request.param
+
+
+@pytest.fixture
+def im2col_only(monkeypatch):
+    monkeypatch.setattr(cpu, "_direct", lambda *args: False)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_numba_matches_reference(case, dtype, rng):
+def test_numba_matches_reference(case, dtype, rng, cpu_path):
     _, x_shape, w_shape, stride, padding = case
     x, w, b, stride_pair, pads = _setup(rng, x_shape, w_shape, stride, padding, dtype)
     y, cache = conv.conv2d_forward(x, w, b, stride=stride, padding=padding)
@@ -100,7 +114,7 @@ def test_without_bias_db_is_none(rng):
 
 
 @pytest.mark.parametrize("threads", ["serial", "parallel"])
-def test_chunked_batch_matches_reference(threads, rng, monkeypatch):
+def test_chunked_batch_matches_reference(threads, rng, monkeypatch, im2col_only):
     # A cols budget of two images: chunks of 2, 2 and a last one of 1, each with its own im2col.
     x, w, b, stride, pads = _setup(rng, (5, 6, 7, 3), (3, 3, 3, 4), 2, 1, np.float64)
     monkeypatch.setattr(cpu, "CHUNK_BYTES", 2 * 3 * 4 * 27 * 8)
@@ -149,7 +163,7 @@ FD_CASES = [
 
 @pytest.mark.parametrize("impl", ["numba", "reference"])
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", FD_CASES)
-def test_backward_matches_finite_differences(impl, x_shape, w_shape, stride, padding, rng):
+def test_backward_matches_finite_differences(impl, x_shape, w_shape, stride, padding, rng, cpu_path):
     module = cpu if impl == "numba" else reference
     x, w, b, stride, pads = _setup(rng, x_shape, w_shape, stride, padding, np.float64)
     y, cache = module.forward(x, w, b, stride, pads)
@@ -380,6 +394,14 @@ paddings = st.one_of(st.sampled_from(["valid", "same"]), side, st.tuples(side, s
        cout=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), padding=paddings, seed=st.integers(0, 2**16))
 def test_property_numba_matches_reference_or_rejects(n, h, wd, cin, cout, kh, kw, stride, padding, seed):
+    for im2col in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            if im2col:  # keep direct.py out: the im2col paths on the same geometry
+                patch.setattr(cpu, "_direct", lambda *args: False)
+            _check_random_geometry(n, h, wd, cin, cout, kh, kw, stride, padding, seed)
+
+
+def _check_random_geometry(n, h, wd, cin, cout, kh, kw, stride, padding, seed):
     rng = np.random.default_rng(seed)
     x, w, b = random_array(rng, (n, h, wd, cin)), random_array(rng, (kh, kw, cin, cout)), random_array(rng, (cout,))
     pads = geometry.resolve_padding(padding, (h, wd), (kh, kw), stride)
@@ -421,10 +443,6 @@ def _two_images(dtype):
 
 # (id, x shape, w shape, stride, padding, module attributes set (a callable: of the dtype), the calls to count)
 NEED_DX_PATHS = [
-    ("image_by_image_serial", (4, 14, 14, 6), (5, 5, 6, 12), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 1 << 62},
-     ["_backward_images_serial"]),
-    ("image_by_image_parallel", (5, 14, 14, 6), (5, 5, 6, 12), 1, "valid", {"IMAGE_PARALLEL_MIN_WORK": 0},
-     ["_backward_images_parallel"]),
     # A cols budget of two images: chunks of 2, 2 and 1, each with its own products (and col2im with dx).
     ("chunked_serial", (5, 6, 7, 3), (3, 3, 3, 4), 2, 1,
      {"CHUNK_BYTES": _two_images, "PARALLEL_MIN_WORK": 1 << 60}, ["_im2col", "matmul", "_col2im"]),
@@ -434,8 +452,6 @@ NEED_DX_PATHS = [
 ]
 # What each path calls with dx and without: the dx product and col2im are the calls that disappear.
 NEED_DX_CALLS = {
-    "image_by_image_serial": ({"_backward_images_serial": 1}, {"_backward_images_serial": 1}),
-    "image_by_image_parallel": ({"_backward_images_parallel": 1}, {"_backward_images_parallel": 1}),
     "chunked_serial": ({"_im2col": 3, "matmul": 6, "_col2im": 3}, {"_im2col": 3, "matmul": 3}),
     "chunked_parallel": ({"_im2col": 3, "matmul": 6, "_col2im": 3}, {"_im2col": 3, "matmul": 3}),
     "pointwise": ({"matmul": 2}, {"matmul": 1}),
@@ -461,7 +477,8 @@ def _assert_same_bits(with_dx, without, has_bias):
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", NEED_DX_PATHS, ids=[c[0] for c in NEED_DX_PATHS])
-def test_without_dx_every_cpu_path_gives_the_same_dw_db_bits_and_skips_dx(case, dtype, bias, rng, monkeypatch):
+def test_without_dx_every_cpu_path_gives_the_same_dw_db_bits_and_skips_dx(case, dtype, bias, rng, monkeypatch,
+                                                                           im2col_only):
     path, x_shape, w_shape, stride, padding, settings, spied = case
     for name, value in settings.items():
         monkeypatch.setattr(cpu, name, value(dtype) if callable(value) else value)
@@ -480,29 +497,6 @@ def test_without_dx_every_cpu_path_gives_the_same_dw_db_bits_and_skips_dx(case, 
     # ... and the dx it still computes by default is the reference's.
     dx_ref = reference.backward(dy, reference.forward(x, w, b, stride, pads)[1])[0]
     assert_within_dot_bound(with_dx[0], dx_ref, _magnitudes(x, w, b, dy, stride, pads)[1], dtype, "dx")
-
-
-@pytest.mark.parametrize("driver", ["_backward_images_serial", "_backward_images_parallel"])
-def test_image_by_image_kernels_do_not_touch_dx_without_need_dx(driver, rng):
-    # The kernels are Numba code (no spy inside): run them on a dx filled with a sentinel. With need_dx
-    # they add the image's gradient into it; without, every sentinel survives and dw is the same bits.
-    n, h, wd, cin, kh, kw, cout = 3, 14, 14, 6, 5, 5, 16
-    oh, ow, k = h - kh + 1, wd - kw + 1, kh * kw * cin
-    x, w = random_array(rng, (n, h, wd, cin)), random_array(rng, (kh, kw, cin, cout))
-    dy = random_array(rng, (n, oh, ow, cout))
-    geometry_args = (cin, kh, kw, 1, 1, 0, 0, oh, ow)
-    results = {}
-    for need_dx, start in [(True, 0.0), (False, 7.0)]:
-        dx = np.full(x.shape, start)
-        dw_partial = np.zeros((n, k, cout))  # one image per block
-        getattr(cpu, driver)(x.reshape(n, h, -1), w.reshape(k, cout), dy.reshape(-1, cout), *geometry_args,
-                             dx.reshape(n, h, -1), dw_partial, need_dx, 1)
-        results[need_dx] = dx, dw_partial
-    assert np.all(results[False][0] == 7.0), "col2im ran without need_dx"
-    assert np.array_equal(results[False][1], results[True][1])
-    dx_ref, dw_ref, _ = reference.backward(dy, reference.Conv2DCache(x, w, False, (1, 1), ((0, 0), (0, 0))))
-    assert_close(results[True][0], dx_ref, **tolerance(np.float64), name="dx with need_dx")
-    assert_close(results[True][1].sum(axis=0), dw_ref.reshape(k, cout), **tolerance(np.float64), name="dw")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -543,6 +537,7 @@ def forced_shifted(monkeypatch):
     """The shifted path at test sizes, as tests/ops/test_conv2d_shifted.py forces it."""
     monkeypatch.setattr(shifted, "MIN_MACS", 0)
     monkeypatch.setattr(shifted, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu, "_direct", lambda *args: False)  # checked before the shifted path
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])

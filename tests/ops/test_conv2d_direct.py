@@ -22,12 +22,11 @@ CASES = [
     ("taps_2_then_1", (2, 8, 8, 1), (3, 3, 1, 16), 1, "valid"),  # 3 taps a row: a tile of 2, then of 1
     ("tall_kernel_stride3", (2, 12, 9, 4), (4, 3, 4, 16), (3, 2), ((2, 0), (1, 1))),
     ("one_output_pixel", (2, 5, 5, 2), (5, 5, 2, 16), 1, "valid"),  # only the single-pixel loops
-    ("eight_channels", (2, 6, 7, 2), (2, 3, 2, 8), 1, "same"),  # a whole vector in float64 only
+    ("eight_channels", (2, 6, 7, 2), (2, 3, 2, 8), 1, "same"),  # a whole vector in float64, half in float32
+    ("lenet_c1", (3, 12, 12, 1), (5, 5, 1, 6), 1, "same"),  # 6 channels: 10 (float32) or 2 spare lanes
+    ("one_channel_out", (2, 7, 6, 3), (3, 3, 3, 1), (1, 2), "valid"),
+    ("one_by_one_stride2", (2, 7, 6, 5), (1, 1, 5, 20), 2, "valid"),  # 1x1 strided: no plain matrix product
 ]
-
-
-def _takes_direct(w_shape, dtype) -> bool:
-    return w_shape[3] % direct.lanes(dtype) == 0
 
 
 @pytest.fixture(params=["serial", "parallel"])
@@ -55,7 +54,7 @@ def test_direct_path_matches_reference(case, dtype, threads, direct_calls, rng):
     y_ref, cache_ref = reference.forward(x, w, b, stride, pads)
     dy = random_array(rng, y_ref.shape, dtype)
     grads = conv.conv2d_backward(dy, cache)
-    assert direct_calls == (["forward", "backward"] if _takes_direct(w_shape, dtype) else [])
+    assert direct_calls == ["forward", "backward"]
     mags = _magnitudes(x, w, b, dy, stride, pads)
     for name, ours, ref, mag in zip(("y", "dx", "dw", "db"), (y, *grads), (y_ref, *reference.backward(dy, cache_ref)),
                                     mags):
@@ -142,16 +141,46 @@ def test_garbage_in_the_reused_grid_does_not_leak(rng):
 # --- which layers take the path -------------------------------------------------------------------------
 @pytest.mark.parametrize("w_shape,dtype,out_hw,expected", [
     ((5, 5, 6, 16), np.float32, (10, 10), True),  # LeNet's C3
-    ((5, 5, 1, 6), np.float32, (28, 28), False),  # C1: 6 channels are no whole vector
-    ((3, 3, 4, 8), np.float32, (8, 8), False),  # 8 channels: half a float32 vector ...
-    ((3, 3, 4, 8), np.float64, (8, 8), True),  # ... a whole float64 one
-    ((1, 1, 64, 64), np.float32, (8, 8), False),  # a 1x1 filter is one matrix product
+    ((5, 5, 1, 6), np.float32, (28, 28), True),  # C1: 6 channels padded to a vector of 16
     ((3, 3, 32, 64), np.float32, (30, 30), True),  # w 74 KB, dy 230 KB an image
     ((3, 3, 64, 64), np.float32, (56, 56), False),  # dy 800 KB an image
+    ((3, 3, 64, 64), np.float32, (16, 16), True),  # ... 64 KB
     ((3, 3, 128, 128), np.float32, (16, 16), False),  # w 590 KB
+    ((3, 3, 120, 60), np.float32, (8, 8), False),  # w 253 KB with its 60 channels, 270 KB padded to 64
 ])
 def test_applies(w_shape, dtype, out_hw, expected):
     assert direct.applies(w_shape, dtype, *out_hw) is expected
+
+
+def test_a_plain_1x1_layer_is_one_matrix_product_not_direct(rng, direct_calls):
+    x, w, b, stride, pads = _setup(rng, (2, 5, 6, 8), (1, 1, 8, 16), 1, "valid", np.float32)
+    y, cache = cpu.forward(x, w, b, stride, pads)
+    cpu.backward(np.ones_like(y), cache)
+    assert direct_calls == []
+
+
+@pytest.mark.parametrize("driver", ["_backward_serial", "_backward_parallel"])
+def test_without_need_dx_the_kernels_leave_dx_alone(driver, rng):
+    """The kernels are Numba code (no spy inside): hand them a dx filled with a sentinel. With need_dx
+    they add the gradient into it; without, every sentinel survives and dw has the same bits."""
+    n, h, wd, cin, kh, kw, cout = 3, 9, 8, 3, 3, 3, 16
+    oh, ow = h - kh + 1, wd - kw + 1
+    x, w, dy = (random_array(rng, s) for s in ((n, h, wd, cin), (kh, kw, cin, cout), (n, oh, ow, cout)))
+    run = kw * cin
+    wt = np.zeros((kh, cout, -(-run // 8) * 8))
+    wt[:, :, :run] = w.reshape(kh, run, cout).transpose(0, 2, 1)
+    results = {}
+    for need_dx, start in [(True, 0.0), (False, 7.0)]:
+        dx = np.full(x.shape, start)
+        dw_partial = np.zeros((n, kh * kw * cin * cout))  # one image per block
+        getattr(direct, driver)(x.reshape(-1), wt.reshape(-1), dy.reshape(-1), dx.reshape(-1), dw_partial, need_dx,
+                                h, wd, cin, kh, kw, cout, 1, 1, oh, ow, 1)
+        results[need_dx] = dx, dw_partial
+    assert np.all(results[False][0] == 7.0), "the dx kernel ran without need_dx"
+    assert np.array_equal(results[False][1], results[True][1])
+    dx_ref, dw_ref, _ = reference.backward(dy, reference.Conv2DCache(x, w, False, (1, 1), ((0, 0), (0, 0))))
+    assert_close(results[True][0], dx_ref, **tolerance(np.float64), name="dx with need_dx")
+    assert_close(results[True][1].sum(axis=0).reshape(w.shape), dw_ref, **tolerance(np.float64), name="dw")
 
 
 def test_one_large_image_goes_where_threads_split_it():
@@ -167,11 +196,11 @@ side = st.integers(0, 2)
 
 
 @given(n=st.integers(1, 3), h=st.integers(1, 9), wd=st.integers(1, 9), cin=st.integers(1, 4),
-       cout=st.sampled_from([8, 16]), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       cout=st.integers(1, 17), kh=st.integers(1, 4), kw=st.integers(1, 4),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        padding=st.tuples(st.tuples(side, side), st.tuples(side, side)), seed=st.integers(0, 2**16))
 def test_property_direct_matches_reference(n, h, wd, cin, cout, kh, kw, stride, padding, seed):
-    if kh > h + sum(padding[0]) or kw > wd + sum(padding[1]) or kh * kw == 1:
+    if kh > h + sum(padding[0]) or kw > wd + sum(padding[1]) or kh * kw == 1:  # 1x1: see its own test
         return
     rng = np.random.default_rng(seed)
     x, w, b = random_array(rng, (n, h, wd, cin)), random_array(rng, (kh, kw, cin, cout)), random_array(rng, (cout,))

@@ -27,6 +27,7 @@ def force_shifted(monkeypatch):
     """Take the shifted path at test sizes (its thresholds are set for speed, not for correctness)."""
     monkeypatch.setattr(shifted, "MIN_MACS", 0)
     monkeypatch.setattr(shifted, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu, "_direct", lambda *args: False)  # checked before the shifted path
     calls = []
     real_forward, real_backward = shifted.forward, shifted.backward
     monkeypatch.setattr(shifted, "forward", lambda *a: calls.append("forward") or real_forward(*a))

@@ -43,21 +43,16 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
   channels costs more than the loops themselves.
 * A 1x1 kernel with stride 1 and no padding needs no im2col: x viewed as (M, Cin) already is cols.
-* Checked first: a layer whose output channels fill whole 64-byte vectors (16 float32, 8 float64) and
-  whose w and per-image dy fit the L2 cache (LeNet's C3, most small and medium layers) needs no im2col
-  and no BLAS: direct.py's register-tiled kernels compute it (3x faster than im2col on C3; see there).
+* Checked right after the 1x1 case: a layer whose w and per-image dy fit the L2 cache (LeNet's C1 and
+  C3, most small and medium layers) needs no im2col and no BLAS: direct.py's register-tiled kernels
+  compute it, on Numba's threads over blocks of images (3x faster than im2col on C3; see there). One
+  large image (N = 1, above IMAGE_PARALLEL_MIN_WORK) is left to the paths below, whose products use
+  OpenBLAS's threads. This replaced an image-by-image im2col path (each image's cols in cache, its
+  products on the calling thread), which direct.py beat on every layer it covered.
 * A large stride-1 "same" layer with many channels (VGG's, the 3x3 64 -> 64 benchmark) needs none either:
   shifted.py computes it as KH*KW products over shifted views of one padded copy of x (see there).
-* Small filters go image by image (``_image_by_image``: one image's product below OPENBLAS_SERIAL_MACS,
-  and at least MIN_IMAGE_PIXELS output pixels, e.g. LeNet's C1 and C3): im2col, the products and
-  col2im of one image run back to back while its cols (tens of KB) stay in cache, on Numba's threads
-  (blocks of whole images) with each product on the calling thread. dw is summed per block in
-  float64, then over the blocks in order: the same bits serial or parallel. Measured on a LeNet-5
-  training step at batch 32 (2 cores, load ~1): 15.7 ms with whole-batch im2col on one thread, 13.6 ms
-  image by image on one thread, 9.9 ms image by image on two (IMAGE_PARALLEL_MIN_WORK).
 * Scratch: cols and dcols live in a per-thread buffer reused across calls (``toolkit.ops.scratch``: a
-  fresh multi-megabyte array page-faults in on every call, which cost as much as the im2col itself for
-  LeNet's layers at batch 32).
+  fresh multi-megabyte array page-faults in on every call, which cost as much as the im2col itself).
 * ``backward(..., need_dx=False)`` (a model's first layer, whose dx nothing uses) skips dx on every path:
   no dcols product and no col2im (whole-batch and image-by-image kernels), no pointwise dx product, no
   shifted dx products. dw and db are computed exactly as with dx, so they keep their bits.
@@ -76,10 +71,9 @@ CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big en
 # cols elements (N*OH*OW*K) below which the serial kernels run: about a millisecond of im2col/col2im.
 PARALLEL_MIN_WORK = 1 << 20
 ROW_BLOCKS = 32  # row blocks of a parallel im2col/col2im: a few per thread, to balance uneven rows
-IMAGE_BLOCKS = 64  # at most this many blocks of images (and dw partials) on the image-by-image path
-MIN_IMAGE_PIXELS = 64  # output pixels per image below which the batch goes through one product instead
-# cols elements (N*OH*OW*K) from which the image-by-image path runs its images on Numba's threads: LeNet's
-# C1 and C3 at batch 32 (0.6 and 0.5 million) do, a few milliseconds of work each; a test model's do not.
+IMAGE_BLOCKS = 64  # at most this many blocks of images (and dw partials) on the direct path
+# Window elements (N*OH*OW*K) from which the direct path runs its blocks of images on Numba's threads:
+# LeNet's C1 and C3 at batch 32 (0.6 and 0.5 million) do; a test model's layers do not.
 IMAGE_PARALLEL_MIN_WORK = 1 << 18
 SUM_BLOCKS = 64  # row blocks of the db reduction: enough to balance the threads, few partials to add
 OPENBLAS_SERIAL_MACS = 1 << 18  # a product this small runs on the calling thread (OpenBLAS threads at 2^19)
@@ -169,82 +163,6 @@ def _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow
                         if iw >= 0 and iw < w:
                             for c in range(c_size):
                                 dx3[n, ih, iw * c_size + c] += dcols[row, col0 + kw * c_size + c]
-
-
-# --------------------------------------------------------------------------- image by image (small filters)
-# When one image's product is small (OH*OW*K*Cout <= OPENBLAS_SERIAL_MACS, e.g. every LeNet layer), each
-# image goes through im2col, its GEMMs and col2im while its cols (tens of KB) sit in L2 cache, instead
-# of writing the whole batch's cols to memory and reading it back. The GEMMs are np.dot inside @njit,
-# each small enough that OpenBLAS computes it on the calling thread: the images can then run on Numba's
-# threads (blocks of whole images: the col2im of one image writes only that image's dx) with no BLAS
-# thread pool involved at all.
-@njit(cache=True)
-def _forward_images(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, y2,
-                    n_start, n_stop):
-    per = oh_size * ow_size
-    cols = np.empty((per, w2.shape[0]), dtype=x3.dtype)
-    for n in range(n_start, n_stop):
-        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
-                     n * oh_size, (n + 1) * oh_size, n * per)
-        out = y2[n * per:(n + 1) * per]
-        np.dot(cols, w2, out)
-        if has_bias:
-            for r in range(per):
-                for c in range(out.shape[1]):
-                    out[r, c] += b[c]
-
-
-@njit(cache=True)
-def _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                     dw_partial, need_dx, n_start, n_stop):
-    """dx of images [n_start, n_stop) and their dw summed (in float64) into dw_partial (K, Cout).
-    need_dx False: dw only (no dcols product, no col2im; dx3 is then a placeholder, never touched)."""
-    per = oh_size * ow_size
-    k, cout = w2.shape
-    cols = np.empty((per, k), dtype=x3.dtype)
-    dcols = np.empty((per if need_dx else 0, k), dtype=x3.dtype)
-    dw_image = np.empty((k, cout), dtype=x3.dtype)
-    h = x3.shape[1]
-    for n in range(n_start, n_stop):
-        dy_image = dy2[n * per:(n + 1) * per]
-        _im2col_rows(x3, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, cols,
-                     n * oh_size, (n + 1) * oh_size, n * per)
-        np.dot(cols.T, dy_image, dw_image)
-        for i in range(k):
-            for c in range(cout):
-                dw_partial[i, c] += dw_image[i, c]
-        if need_dx:
-            np.dot(dy_image, w2.T, dcols)
-            _col2im_rows(dcols, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                         n * h, (n + 1) * h, n * per)
-
-
-@njit(cache=True)
-def _backward_images_serial(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                            dw_partial, need_dx, per_block):
-    """The same blocks as the parallel driver, one after another: the same dw bits."""
-    n_size = x3.shape[0]
-    for blk in range(dw_partial.shape[0]):
-        _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                         dw_partial[blk], need_dx, blk * per_block, min(n_size, (blk + 1) * per_block))
-
-
-@njit(cache=True, parallel=True)
-def _forward_images_parallel(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size,
-                             y2, per_block):
-    n_size = x3.shape[0]
-    for blk in prange((n_size + per_block - 1) // per_block):  # disjoint images per block
-        _forward_images(x3, w2, b, has_bias, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, y2,
-                        blk * per_block, min(n_size, (blk + 1) * per_block))
-
-
-@njit(cache=True, parallel=True)
-def _backward_images_parallel(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                              dw_partial, need_dx, per_block):
-    n_size = x3.shape[0]
-    for blk in prange(dw_partial.shape[0]):  # disjoint images and row blk of dw_partial per block
-        _backward_images(x3, w2, dy2, c_size, kh_size, kw_size, sh, sw, top, left, oh_size, ow_size, dx3,
-                         dw_partial[blk], need_dx, blk * per_block, min(n_size, (blk + 1) * per_block))
 
 
 # The parallel drivers split the rows into ROW_BLOCKS fixed blocks and run the serial kernel on each
@@ -349,15 +267,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _image_by_image(oh: int, ow: int, k: int, cout: int) -> bool:
-    """Whether one image's products are small enough for the image-by-image path (see its kernels), and
-    not too small: with a handful of output pixels per image (LeNet's C5 has one) a BLAS call per image
-    costs more than one product over the whole batch."""
-    return oh * ow >= MIN_IMAGE_PIXELS and oh * ow * k * cout <= OPENBLAS_SERIAL_MACS
-
-
 def _image_parallel(n: int, oh: int, ow: int, k: int) -> bool:
-    """Whether the image-by-image and direct paths run their blocks of images on Numba's threads."""
+    """Whether the direct path runs its blocks of images on Numba's threads."""
     return n * oh * ow * k >= IMAGE_PARALLEL_MIN_WORK and n > 1
 
 
@@ -368,7 +279,7 @@ def _direct(n: int, w: np.ndarray, oh: int, ow: int, k: int) -> bool:
 
 
 def _images_per_block(n: int) -> int:
-    """Images per block of the image-by-image path: at most IMAGE_BLOCKS blocks, a function of N only,
+    """Images per block of the direct path: at most IMAGE_BLOCKS blocks, a function of N only,
     so dw (summed per block, then over blocks in order) has the same bits serial or parallel."""
     return -(-n // min(n, IMAGE_BLOCKS))
 
@@ -393,21 +304,12 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     w2 = w.reshape(k, cout)
     y = np.empty((n, oh, ow, cout), dtype=x.dtype)
     y2 = y.reshape(n * oh * ow, cout)  # a view: the product writes straight into y
-    if _direct(n, w, oh, ow, k):
-        return direct.forward(x, w, b, stride, padding, y, _image_parallel(n, oh, ow, k), _images_per_block(n)), cache
-    if shifted.applies(x.shape, w.shape, stride, padding):
-        return shifted.forward(x, w, b, padding), cache
     if _is_pointwise(w, stride, padding):
         matmul(x.reshape(-1, cin), w2, y2)
-    elif _image_by_image(oh, ow, k, cout):
-        x3 = x.reshape(n, x.shape[1], -1)
-        geometry = (cin, kh, kw, stride[0], stride[1], top, left, oh, ow)
-        bias = b if b is not None else np.zeros(cout, dtype=x.dtype)
-        if _image_parallel(n, oh, ow, k):
-            _forward_images_parallel(x3, w2, bias, b is not None, *geometry, y2, _images_per_block(n))
-        else:
-            _forward_images(x3, w2, bias, b is not None, *geometry, y2, 0, n)
-        return y, cache
+    elif _direct(n, w, oh, ow, k):
+        return direct.forward(x, w, b, stride, padding, y, _image_parallel(n, oh, ow, k), _images_per_block(n)), cache
+    elif shifted.applies(x.shape, w.shape, stride, padding):
+        return shifted.forward(x, w, b, padding), cache
     else:
         per = oh * ow
         chunk = _chunk_images(n, per, k, x.itemsize)
@@ -459,13 +361,6 @@ def backward(dy: np.ndarray, cache: Conv2DCache,
     x3 = x.reshape(n, x.shape[1], -1)
     # Without dx the kernels get a placeholder they never touch (Numba needs an array of dx3's type).
     dx3 = dx.reshape(x3.shape) if need_dx else np.empty((0, 0, 0), dtype=x.dtype)
-    if _image_by_image(oh, ow, k, cout):
-        per_block = _images_per_block(n)
-        dw_partial = np.zeros((-(-n // per_block), k, cout), dtype=np.float64)
-        driver = _backward_images_parallel if _image_parallel(n, oh, ow, k) else _backward_images_serial
-        driver(x3, w2, dy2, cin, kh, kw, stride[0], stride[1], top, left, oh, ow, dx3, dw_partial, need_dx,
-               per_block)
-        return dx, dw_partial.sum(axis=0).astype(x.dtype).reshape(w.shape), db
     dw2 = np.empty((k, cout), dtype=x.dtype)
     dw_chunk = np.empty_like(dw2)
     # cols and (with dx) dcols side by side in one workspace: cols sits at the same address either way.
