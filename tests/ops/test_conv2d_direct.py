@@ -38,6 +38,8 @@ def threads(request, monkeypatch):
 
 @pytest.fixture
 def direct_calls(monkeypatch):
+    """Records the direct path's calls; takes it for images of any size (MIN_PIXELS is set for speed)."""
+    monkeypatch.setattr(direct, "MIN_PIXELS", 1)
     calls = []
     real_forward, real_backward = direct.forward, direct.backward
     monkeypatch.setattr(direct, "forward", lambda *a: calls.append("forward") or real_forward(*a))
@@ -147,6 +149,8 @@ def test_garbage_in_the_reused_grid_does_not_leak(rng):
     ((3, 3, 64, 64), np.float32, (16, 16), True),  # ... 64 KB
     ((3, 3, 128, 128), np.float32, (16, 16), False),  # w 590 KB
     ((3, 3, 120, 60), np.float32, (8, 8), False),  # w 253 KB with its 60 channels, 270 KB padded to 64
+    ((5, 5, 16, 120), np.float32, (1, 1), False),  # LeNet's C5: one output pixel an image
+    ((3, 3, 16, 32), np.float32, (4, 4), True),  # 16 pixels
 ])
 def test_applies(w_shape, dtype, out_hw, expected):
     assert direct.applies(w_shape, dtype, *out_hw) is expected
@@ -202,6 +206,12 @@ side = st.integers(0, 2)
 def test_property_direct_matches_reference(n, h, wd, cin, cout, kh, kw, stride, padding, seed):
     if kh > h + sum(padding[0]) or kw > wd + sum(padding[1]) or kh * kw == 1:  # 1x1: see its own test
         return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(direct, "MIN_PIXELS", 1)  # any image size
+        _check_random_geometry(n, h, wd, cin, cout, kh, kw, stride, padding, seed)
+
+
+def _check_random_geometry(n, h, wd, cin, cout, kh, kw, stride, padding, seed):
     rng = np.random.default_rng(seed)
     x, w, b = random_array(rng, (n, h, wd, cin)), random_array(rng, (kh, kw, cin, cout)), random_array(rng, (cout,))
     y, cache = cpu.forward(x, w, b, stride, padding)

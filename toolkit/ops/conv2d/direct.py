@@ -38,7 +38,8 @@ image in the input dtype, per block in float64, then over the blocks in order, s
 on the thread count. Padding is applied by copying x into a zero-bordered scratch grid first (dx is
 computed on that grid and its interior copied out), so the kernels only see "valid" windows.
 
-Applies (``applies``): w and one image's dy within MAX_CACHED_BYTES (measurements there). cpu.py checks
+Applies (``applies``): MIN_PIXELS output pixels an image or more, w and one image's dy within
+MAX_CACHED_BYTES (measurements at both). cpu.py checks
 it right after the plain 1x1 case (a 1x1 filter with stride 1 and no padding is one matrix product).
 """
 
@@ -57,6 +58,10 @@ from ..simd import (wide_add, wide_add_f64, wide_add_head, wide_add_lanes, wide_
 # outside, it lost: 3x3 64->64 "same" 56x56 b8 (dy 800 KB an image) 133 vs 85 ms, 3x3 128->128 16x16
 # (w 590 KB) 118 vs 92, 3x3 64->128 stride 2 56x56 (dy 400 KB) 82 vs 44.
 MAX_CACHED_BYTES = 256 << 10
+# Output pixels an image from which the path pays: dw adds each image's (KH*KW*Cin, Cout) sums to a float64
+# partial, and a tile of 4 pixels needs 4. LeNet's C5 (1 pixel, 5x5 16 -> 120, batch 32) took 4.8 ms
+# direct against 0.43 through one im2col product; at 16 pixels (3x3 16 -> 32 on 6x6) direct won, 0.46 vs 0.80.
+MIN_PIXELS = 16
 
 
 def lanes(dtype) -> int:
@@ -70,12 +75,14 @@ def padded_channels(cout: int, dtype) -> int:
 
 
 def applies(w_shape: tuple[int, ...], dtype, oh: int, ow: int) -> bool:
-    """w, and one image's dy, small enough to stay in the L2 cache (MAX_CACHED_BYTES each, counting the
-    padding channels): the dw and dx kernels stream them once per tile."""
+    """At least MIN_PIXELS output pixels an image, and w and one image's dy small enough to stay in the L2
+    cache (MAX_CACHED_BYTES each, counting the padding channels): the dw and dx kernels stream them once
+    per tile."""
     kh, kw, cin, cout = w_shape
     wide = padded_channels(cout, dtype)
     itemsize = np.dtype(dtype).itemsize
-    return kh * kw * cin * wide * itemsize <= MAX_CACHED_BYTES and oh * ow * wide * itemsize <= MAX_CACHED_BYTES
+    return (oh * ow >= MIN_PIXELS and kh * kw * cin * wide * itemsize <= MAX_CACHED_BYTES
+            and oh * ow * wide * itemsize <= MAX_CACHED_BYTES)
 
 
 # --------------------------------------------------------------------------- kernels (flat arrays)
