@@ -10,6 +10,10 @@ def kernels(request, monkeypatch):
         monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
         if hasattr(cpu, "PARALLEL_MIN_THREADS"):
             monkeypatch.setattr(cpu, "PARALLEL_MIN_THREADS", 1)
+        if hasattr(cpu, "TILED_PARALLEL_MIN_MACS"):  # the LSTM's row blocks
+            monkeypatch.setattr(cpu, "TILED_PARALLEL_MIN_MACS", 0)
     else:
         monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 1 << 62)
+        if hasattr(cpu, "TILED_PARALLEL_MIN_MACS"):
+            monkeypatch.setattr(cpu, "TILED_PARALLEL_MIN_MACS", 1 << 62)
     return request.param

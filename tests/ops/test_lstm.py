@@ -1,6 +1,7 @@
 """LSTM: Numba vs the NumPy reference, every gradient vs finite differences, the gate derivatives and a
 two-step cell vs SymPy, both vs PyTorch's nn.LSTM (when installed), stability, NaN/Inf and bad input."""
 
+import numba
 import numpy as np
 import pytest
 import sympy as sp
@@ -12,8 +13,10 @@ from toolkit.ops import lstm
 from toolkit.ops.lstm import cpu, reference
 
 GRAD_NAMES = ("dx", "dh0", "dc0", "dW", "dU", "db")
-# (N, T, D, H). H = 131 leaves a remainder after the vectorised loops.
-SHAPES = [(1, 1, 1, 1), (2, 3, 2, 3), (1, 7, 5, 4), (5, 1, 3, 6), (3, 9, 4, 7), (6, 4, 9, 131)]
+# (N, T, D, H). H = 131 leaves a remainder after the vectorised loops. H = 8 (float64), 16 and 32 fill whole
+# vectors: the row-block path, with 9 rows in blocks of 5 (a tile of 4 and one row) on two threads.
+SHAPES = [(1, 1, 1, 1), (2, 3, 2, 3), (1, 7, 5, 4), (5, 1, 3, 6), (3, 9, 4, 7), (6, 4, 9, 131),
+          (2, 4, 3, 8), (9, 3, 5, 16), (6, 5, 4, 32)]
 
 
 def make_inputs(rng, N, T, D, H, dtype=np.float64):
@@ -54,6 +57,24 @@ def test_numba_matches_reference(shape, dtype, kernels, rng):
     assert_grads_close(lstm.lstm_backward(dh, cache, dc_last), reference.backward(dh, cache_ref, dc_last), tol, "lstm")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_blocks_take_whole_vector_widths_and_give_the_same_bits_on_any_thread_count(dtype, rng, monkeypatch):
+    N, T, D, H = 9, 4, 5, 16
+    assert cpu._row_blocks(N, T, 15, dtype) is None  # 15 is no whole vector: the per-step BLAS path
+    args = make_inputs(rng, N, T, D, H, dtype)
+    dh = random_array(rng, (N, T, H), dtype)
+    results = []
+    for work in (1 << 62, 0):  # one block on the calling thread, then a block per thread
+        monkeypatch.setattr(cpu, "TILED_PARALLEL_MIN_MACS", work)
+        blocks, _, parallel = cpu._row_blocks(N, T, H, dtype)
+        threads = numba.get_num_threads()
+        assert parallel == (work == 0 and threads > 1) and blocks == (min(N, threads) if parallel else 1)
+        h, c, cache = cpu.forward(**args)
+        results.append((h, c, *cpu.backward(dh, cache)))
+    for serial, parallel in zip(*results):
+        assert np.array_equal(serial, parallel)
+
+
 @pytest.mark.parametrize("case", ["dh only", "dc_last only"])
 def test_backward_with_one_upstream_gradient_matches_reference(case, rng):
     args = make_inputs(rng, 3, 4, 2, 5)
@@ -92,8 +113,10 @@ def test_gate_blocks_follow_keras_order(rng):
 
 # --- finite differences (float64, tiny shapes) ---------------------------------------------------------
 @pytest.mark.parametrize("impl", ["numba", "reference"])
-def test_every_gradient_matches_finite_differences(impl, rng):
-    N, T, D, H = 2, 3, 2, 3
+@pytest.mark.parametrize("H", [3, 8], ids=["H3", "H8_row_blocks"])  # 8 float64 lanes: the row-block path
+def test_every_gradient_matches_finite_differences(impl, H, rng):
+    N, T, D = 2, 3, 2
+    assert (cpu._row_blocks(N, T, H, np.float64) is not None) == (H == 8)
     args = make_inputs(rng, N, T, D, H)
     dh, dc_last = random_array(rng, (N, T, H)), random_array(rng, (N, H))
     module = cpu if impl == "numba" else reference
