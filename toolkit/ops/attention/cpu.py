@@ -33,7 +33,7 @@ Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
   one iteration in one fixed order: the serial and parallel twins give the same bits.
 * Threads: the (element, block) and (element, key range) iterations run on Numba's threads, and each
   product is cut into pieces of at most ``_key_chunk`` keys so that it stays below OPENBLAS_THREADED_MACS,
-  which OpenBLAS runs on the calling thread (as conv2d's image-by-image path): one pool at a time, and the
+  which OpenBLAS runs on the calling thread (as conv2d.cpu.matmul's pieces): one pool at a time, and the
   softmax rows are parallel too. Blocks and keys are views with the row stride of the full matrix; ``_gemm``
   hands them to BLAS as they are (np.dot would copy them).
 * It runs when the blocks skip at least MIN_SKIPPED of the score entries: on one thread a mask that skips
