@@ -161,11 +161,8 @@ FD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["numba", "reference"])
-@pytest.mark.parametrize("x_shape,w_shape,stride,padding", FD_CASES)
-def test_backward_matches_finite_differences(impl, x_shape, w_shape, stride, padding, rng, cpu_path):
-    module = cpu if impl == "numba" else reference
-    x, w, b, stride, pads = _setup(rng, x_shape, w_shape, stride, padding, np.float64)
+def check_gradients_by_finite_differences(module, x, w, b, stride, pads, rng):
+    """dx, dw, db of module.backward against central differences of L = sum(y * dy), float64."""
     y, cache = module.forward(x, w, b, stride, pads)
     dy = random_array(rng, y.shape)
     dx, dw, db = module.backward(dy, cache)
@@ -176,6 +173,13 @@ def test_backward_matches_finite_differences(impl, x_shape, w_shape, stride, pad
     check_gradient(loss, x, dx, name="x")
     check_gradient(loss, w, dw, name="w")
     check_gradient(loss, b, db, name="b")
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding", FD_CASES)
+def test_backward_matches_finite_differences(impl, x_shape, w_shape, stride, padding, rng, cpu_path):
+    x, w, b, stride, pads = _setup(rng, x_shape, w_shape, stride, padding, np.float64)
+    check_gradients_by_finite_differences(cpu if impl == "numba" else reference, x, w, b, stride, pads, rng)
 
 
 # --- SymPy: the backward formulas of reference.py are the derivatives of the forward sum ------------------

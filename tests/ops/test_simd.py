@@ -5,8 +5,8 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from toolkit.ops.simd import (wide_add, wide_add_f64, wide_add_head, wide_add_lanes, wide_fma, wide_lanes, wide_load,
-                              wide_splat, wide_store, wide_zeros)
+from toolkit.ops.simd import (wide_add, wide_add_f64, wide_add_head, wide_add_lanes, wide_fma, wide_fma4, wide_lanes,
+                              wide_load, wide_splat, wide_store, wide_store4, wide_zeros)
 
 DTYPES = [np.float32, np.float64]
 
@@ -24,6 +24,17 @@ def _lanes_of(a):
 def _fma_at(a, b, c, out, i, j, k):
     """out[k : k + L] = a[i] * b[j : j + L] + c[k : k + L]."""
     wide_store(out, k, wide_fma(wide_splat(a, i), wide_load(b, j), wide_load(c, k)))
+
+
+@njit(cache=True)
+def _tile4(a, b, out, stride):
+    """out rows r = 0..3 (stride apart) = sum over k < 3 of a[4k + r] * b[k*L : k*L + L]."""
+    zero = wide_zeros(b)
+    s0, s1, s2, s3 = zero, zero, zero, zero
+    lanes = wide_lanes(b)
+    for k in range(3):
+        s0, s1, s2, s3 = wide_fma4(a, 4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3, wide_load(b, k * lanes), s0, s1, s2, s3)
+    wide_store4(out, 1, stride, s0, s1, s2, s3)
 
 
 @njit(cache=True)
@@ -67,6 +78,22 @@ def test_fma_load_splat_store_at_unaligned_offsets(dtype, rng):
     assert (out[:1] == 7).all() and (out[1 + n:] == 7).all(), "a store wrote outside its lanes"
     _zeros_into(out, 2)
     assert (out[2:2 + n] == 0).all() and out[1] != 0 and (out[2 + n:] == 7).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_four_row_tile_is_four_rows_of_products(dtype, rng):
+    n = _lanes(dtype)
+    a, b = rng.standard_normal(12).astype(dtype), rng.standard_normal(3 * n).astype(dtype)
+    stride = n + 3
+    out = np.full(1 + 4 * stride, np.nan, dtype)
+    _tile4(a, b, out, stride)
+    expected = a.reshape(3, 4).T.astype(np.float64) @ b.reshape(3, n)  # row r: sum_k a[4k + r] b[k]
+    for r in range(4):
+        np.testing.assert_allclose(out[1 + r * stride:][:n], expected[r], rtol=8 * np.finfo(dtype).eps, atol=1e-12)
+    written = np.zeros(out.shape, bool)
+    for r in range(4):
+        written[1 + r * stride:][:n] = True
+    assert np.isnan(out[~written]).all(), "a tile store wrote outside its rows"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

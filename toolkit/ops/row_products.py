@@ -11,16 +11,18 @@ runs the whole time loop for its rows, one parallel region for all T steps; a BL
 would be SciPy's OpenBLAS with a thread pool of its own (see toolkit/ops/lstm/cpu.py), and outside it
 a parallel region per step (or OpenBLAS's threads on 32 rows) is what cost the LSTM its speed.
 
-The tile: 4 rows x one vector of L columns (16 float32, 8 float64) of out in registers; each step over
-k loads b[k, j : j + L] once and multiplies it by a broadcast a value of each of the 4 rows. Columns are
-the outer loop, so a column block of b (K x L values: 16 KB for K = 256, float32) stays in the L1 cache
-while every row group passes over it. That needs the block contiguous (``pack``): read in place from
-b's rows (4 KB apart for M = 1024) its lines all fall in the same L1 sets and evict each other; the
-16 x 256 x 1024 float32 product ran at 17.6 GMAC/s in place, 43 packed (one core). Every row is computed with the same operations in the same order
-whether it falls in a tile of 4 or in the remainder loop, so the bits of a row do not depend on how
-rows are split between threads.
+The tile: 4 rows x one vector of L columns (16 float32, 8 float64) of out in registers; each step over k
+loads b[k, j : j + L] once and multiplies it by a broadcast a value of each of the 4 rows. Columns are the
+outer loop, so a column block of b (K x L values: 16 KB for K = 256, float32) stays in the L1 cache while
+every row group passes over it. That needs the block contiguous (``pack``): read in place from b's rows (4
+KB apart for M = 1024) its lines all fall in the same L1 sets and evict each other; the 16 x 256 x 1024
+float32 product ran at 17.6 GMAC/s in place, 43 packed (one core). Every row is computed with the same
+operations in the same order whether it falls in a tile of 4 or in the remainder loop, so the bits of a
+row do not depend on how rows are split between threads.
 
-Requires (the caller checks, nothing here does): M a multiple of L (``fits``), all flat indices in range.
+Requires (the caller checks, nothing here does): every flat index in range; rows_times writes whole
+vectors, so an out row needs room for ceil(M / L) * L values (``product`` makes that room where M is not
+a multiple of L, ``fits`` says when it is).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from .scratch import scratch
-from .simd import wide_fma, wide_lanes, wide_load, wide_splat, wide_store, wide_zeros
+from .simd import wide_fma, wide_fma4, wide_load, wide_splat, wide_store, wide_store4, wide_zeros
 
 
 PARALLEL_MIN_MACS = 1 << 22  # a product (or a pack of this / 64 elements) from which Numba's threads help
@@ -127,16 +129,9 @@ def rows_times(a, a_start, a_stride, rows, packed, out, out_start, out_stride):
             s2 = zero
             s3 = zero
             for k in range(k_size):
-                bv = wide_load(packed, col + k * lane)
-                s0 = wide_fma(wide_splat(a, a0 + k), bv, s0)
-                s1 = wide_fma(wide_splat(a, a1 + k), bv, s1)
-                s2 = wide_fma(wide_splat(a, a2 + k), bv, s2)
-                s3 = wide_fma(wide_splat(a, a3 + k), bv, s3)
-            o = out_start + r * out_stride + j
-            wide_store(out, o, s0)
-            wide_store(out, o + out_stride, s1)
-            wide_store(out, o + 2 * out_stride, s2)
-            wide_store(out, o + 3 * out_stride, s3)
+                s0, s1, s2, s3 = wide_fma4(a, a0 + k, a1 + k, a2 + k, a3 + k, wide_load(packed, col + k * lane),
+                                           s0, s1, s2, s3)
+            wide_store4(out, out_start + r * out_stride + j, out_stride, s0, s1, s2, s3)
             r += 4
         while r < rows:
             a0 = a_start + r * a_stride

@@ -25,7 +25,7 @@ BLAS's do.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
@@ -237,3 +237,19 @@ def wide_add_f64(typingctx, arr, idx, val):
         ptr = builder.bitcast(elem, doubles.as_pointer())
         builder.store(builder.fadd(builder.load(ptr, align=8), addend), ptr, align=8)
     return types.void(arr, idx, val), codegen
+
+
+@njit(cache=True, inline="always")
+def wide_fma4(a, i0, i1, i2, i3, b, s0, s1, s2, s3):
+    """One step of a 4-row register tile: (s_r + a.flat[i_r] * b for r = 0..3), a.flat[i_r] broadcast."""
+    return (wide_fma(wide_splat(a, i0), b, s0), wide_fma(wide_splat(a, i1), b, s1),
+            wide_fma(wide_splat(a, i2), b, s2), wide_fma(wide_splat(a, i3), b, s3))
+
+
+@njit(cache=True, inline="always")
+def wide_store4(arr, i, stride, s0, s1, s2, s3):
+    """A 4-row tile out: arr.flat[i + r*stride : ... + L] = s_r for r = 0..3."""
+    wide_store(arr, i, s0)
+    wide_store(arr, i + stride, s1)
+    wide_store(arr, i + 2 * stride, s2)
+    wide_store(arr, i + 3 * stride, s3)

@@ -54,7 +54,8 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * Scratch: cols and dcols live in a per-thread buffer reused across calls (``toolkit.ops.scratch``: a
   fresh multi-megabyte array page-faults in on every call, which cost as much as the im2col itself).
 * ``backward(..., need_dx=False)`` (a model's first layer, whose dx nothing uses) skips dx on every path:
-  no dcols product and no col2im, no pointwise dx product, no shifted dx products, no direct dx kernel. dw and db are computed exactly as with dx, so they keep their bits.
+  no dcols product and no col2im, no pointwise dx product, no shifted dx products, no direct dx kernel. dw
+  and db are computed exactly as with dx, so they keep their bits.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ the input projection, SciPy's in the loop) made the loop up to 30x slower on a b
 microseconds.
 
 Temporaries that never leave the op (the input projection, h_{t-1} U, dz, the shifted h, the packed
-weights and dz, x^T) are reused scratch (``toolkit.ops.scratch``): allocating them fresh page-faulted 10 ms of a 37 ms forward in
-(N32 T64 D128 H256). h, c and gates are returned in the cache, and so are fresh arrays.
+weights and dz, x^T) are reused scratch (``toolkit.ops.scratch``): allocating them fresh page-faulted 10
+ms of a 37 ms forward in (N32 T64 D128 H256). h, c and gates are returned in the cache, and so are fresh
+arrays.
 
 Float32 stays float32 throughout (BLAS sgemm, the constant one passed in the input's dtype); float64
 uses the C library's exp/tanh. The sigmoid only exponentiates -|z|, so it never overflows.
