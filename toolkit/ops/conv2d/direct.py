@@ -5,7 +5,8 @@ output pixel through a cols matrix and ran its products with 16 output columns, 
 runs at a third of its speed. PyTorch (oneDNN) was 1.5-2x faster. Computed directly, each output
 pixel's 16 channels are one 64-byte vector (``toolkit.ops.simd``; two AVX2 registers), and a tile of
 4 pixels x L channels stays in registers for the whole window sum. Measured on 2 cores, float32,
-batch 128: forward 1.78 -> 0.39 ms, backward 4.4 -> 1.3 ms (PyTorch: 0.79 and 2.45 ms).
+batch 128 (``python -m bench --op conv2d``): forward 1.93 -> 0.65 ms, backward 4.6 -> 1.5 ms (PyTorch
+0.8-0.9 and 2.4-3.3 ms).
 
 Layout (channels last, all arrays flat and C-contiguous): pixel (n, i, j) of x starts at element
 (n*H + i)*W*C + j*C, and the KW pixels of one filter row are KW*C consecutive elements. So for output
@@ -39,8 +40,8 @@ on the thread count. Padding is applied by copying x into a zero-bordered scratc
 computed on that grid and its interior copied out), so the kernels only see "valid" windows.
 
 Applies (``applies``): MIN_PIXELS output pixels an image or more, w and one image's dy within
-MAX_CACHED_BYTES (measurements at both). cpu.py checks
-it right after the plain 1x1 case (a 1x1 filter with stride 1 and no padding is one matrix product).
+MAX_CACHED_BYTES (measurements at both). cpu.py checks it right after the plain 1x1 case (a 1x1 filter
+with stride 1 and no padding is one matrix product).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from ..simd import (wide_add, wide_add_f64, wide_add_head, wide_add_lanes, wide_
                     wide_load, wide_splat, wide_store, wide_store4, wide_zeros)
 
 # w, and one image's dy, at most this big (half of this machine's 512 KB L2 per core). Measured f+b, float32,
-# 2 cores, direct vs the best other path: inside the bound it won everywhere tried (LeNet C3 1.6 vs 4.5 ms;
+# 2 cores, direct vs the best other path: inside the bound it won everywhere tried (LeNet C3 2.1 vs 6.3 ms;
 # 3x3 32->64 on 32x32 b32 39 vs 77 ms; 5x5 16->32 "same" 28x28 b64 37 vs 78; 5x5 32->64 80 vs 125);
 # outside, it lost: 3x3 64->64 "same" 56x56 b8 (dy 800 KB an image) 133 vs 85 ms, 3x3 128->128 16x16
 # (w 590 KB) 118 vs 92, 3x3 64->128 stride 2 56x56 (dy 400 KB) 82 vs 44.

@@ -15,10 +15,10 @@ packed once), then the gate math of those rows. Backward the same way (the chain
 down to dz_t and dL/dc_{t-1}, then dz_t U^T), and then dx, dW and dU as row_products on Numba's threads
 too: no BLAS anywhere, so no second thread pool spinning against Numba's (OpenBLAS's threads busy-wait
 after a call; with the input projection and the backward's products on them, the forward took 31 ms
-instead of 18 and the f+b 87 ms). N32 T64 D128 H256 float32, 2 cores, against the per-step BLAS path
-it replaced: forward 28 -> 13.5-25 ms, f+b 66 -> 50-68 ms (PyTorch 44-54 ms; measured minutes apart,
-the VM's neighbours move every number). The products run at 57-70 GMAC/s on 2 threads, NumPy's BLAS
-at 63-69 on the same shapes.
+instead of 18 and the f+b 87 ms). N32 T64 D128 H256 float32, 2 cores, ``python -m bench``, against the
+per-step BLAS path it replaced: forward 28 -> 16-19 ms, f+b 66 -> 44-50 ms (PyTorch 47-54 ms in the same
+runs; the VM's neighbours move every number). The products run at 57-70 GMAC/s on 2 threads, NumPy's
+BLAS at 63-69 on the same shapes.
 
 Otherwise (H = 131, say): per step one BLAS product (N, H) x (H, 4H), then one @njit kernel with the gate
 math of every batch row, and the input projection and backward products as single BLAS calls.
@@ -39,7 +39,7 @@ weights and dz, x^T) are reused scratch (``toolkit.ops.scratch``): allocating th
 ms of a 37 ms forward in (N32 T64 D128 H256). h, c and gates are returned in the cache, and so are fresh
 arrays.
 
-Float32 stays float32 throughout (BLAS sgemm, the constant one passed in the input's dtype); float64
+Float32 stays float32 throughout (sgemm or float32 tiles, the constant one passed in the input's dtype); float64
 uses the C library's exp/tanh. The sigmoid only exponentiates -|z|, so it never overflows.
 """
 
