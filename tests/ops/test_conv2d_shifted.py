@@ -57,10 +57,15 @@ def test_shifted_path_matches_reference(case, dtype, rng, force_shifted):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_layer_big_enough_takes_the_path_unforced(dtype, rng, monkeypatch):
-    # 4 x 24 x 24 pixels, 3x3, 32 -> 32 channels: 21 million multiply-adds, above shifted.MIN_MACS.
-    x, w, b, stride, pads = _setup(rng, (4, 24, 24, 32), (3, 3, 32, 32), 1, "same", dtype)
-    assert shifted.applies(x.shape, w.shape, stride, pads)
+    # 2 x 12 x 12 pixels, 3x3, 128 -> 128 channels: 42 million multiply-adds, above shifted.MIN_MACS, and a
+    # w of 590 KB (float32), too big for direct.py, which is checked first.
+    x, w, b, stride, pads = _setup(rng, (2, 12, 12, 128), (3, 3, 128, 128), 1, "same", dtype)
+    assert shifted.applies(x.shape, w.shape, stride, pads) and not cpu._direct(2, w, 12, 12, 9 * 128)
+    calls = []
+    real_forward = shifted.forward
+    monkeypatch.setattr(shifted, "forward", lambda *a: calls.append("forward") or real_forward(*a))
     _check_against_reference(x, w, b, stride, pads, dtype, rng)
+    assert calls == ["forward"]
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", [

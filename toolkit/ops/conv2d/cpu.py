@@ -43,14 +43,15 @@ y's memory layout *is* the (M, Cout) matrix, so the product writes straight into
 * The bias add and the db sum are small Numba loops too: NumPy's broadcasting over rows of a few
   channels costs more than the loops themselves.
 * A 1x1 kernel with stride 1 and no padding needs no im2col: x viewed as (M, Cin) already is cols.
-* Checked right after the 1x1 case: a layer whose w and per-image dy fit the L2 cache (LeNet's C1 and
-  C3, most small and medium layers) needs no im2col and no BLAS: direct.py's register-tiled kernels
-  compute it, on Numba's threads over blocks of images (3x faster than im2col on C3; see there). One
-  large image (N = 1, above IMAGE_PARALLEL_MIN_WORK) is left to the paths below, whose products use
-  OpenBLAS's threads. This replaced an image-by-image im2col path (each image's cols in cache, its
-  products on the calling thread), which direct.py beat on every layer it covered.
-* A large stride-1 "same" layer with many channels (VGG's, the 3x3 64 -> 64 benchmark) needs none either:
-  shifted.py computes it as KH*KW products over shifted views of one padded copy of x (see there).
+* Checked right after the 1x1 case: a layer whose w fits the L2 cache (LeNet's C1 and C3, the 3x3
+  64 -> 64 benchmark, most layers up to 64 channels) needs no im2col and no BLAS: direct.py's
+  register-tiled kernels compute it, on Numba's threads over blocks of images (3x faster than im2col on
+  C3, 1.4x faster than shifted.py on the 3x3 layer; see there). One large image (N = 1, above
+  IMAGE_PARALLEL_MIN_WORK) is left to the paths below, whose products use OpenBLAS's threads. This
+  replaced an image-by-image im2col path (each image's cols in cache, its products on the calling
+  thread), which direct.py beat on every layer it covered.
+* A large stride-1 "same" layer with many channels (VGG's 128 and more) needs none either: shifted.py
+  computes it as KH*KW products over shifted views of one padded copy of x (see there).
 * Scratch: cols and dcols live in a per-thread buffer reused across calls (``toolkit.ops.scratch``: a
   fresh multi-megabyte array page-faults in on every call, which cost as much as the im2col itself).
 * ``backward(..., need_dx=False)`` (a model's first layer, whose dx nothing uses) skips dx on every path:
