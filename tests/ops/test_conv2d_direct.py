@@ -16,7 +16,7 @@ from toolkit.ops.conv2d import cpu, direct, reference
 # (id, x shape (N, H, W, Cin), w shape (KH, KW, Cin, Cout), stride, padding)
 CASES = [
     ("lenet_c3", (4, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),  # 100 pixels: whole tiles; a row of 30 taps
-    ("remainder_pixels_padded", (3, 9, 11, 3), (3, 2, 3, 16), (2, 1), ((1, 2), (0, 1))),  # 6x10 -> 60 % 4
+    ("remainder_pixels_padded", (3, 9, 11, 3), (3, 2, 3, 16), (2, 1), ((1, 2), (0, 1))),  # 5x11: 3 left over
     ("two_vectors_of_channels", (2, 7, 7, 5), (3, 3, 5, 32), (1, 2), 1),
     ("row_shorter_than_a_vector", (2, 6, 5, 1), (2, 2, 1, 16), 1, "same"),  # 2 taps a filter row
     ("taps_2_then_1", (2, 8, 8, 1), (3, 3, 1, 16), 1, "valid"),  # 3 taps a row: a tile of 2, then of 1
