@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from .scratch import scratch
-from .simd import wide_fma, wide_fma4, wide_load, wide_splat, wide_store, wide_store4, wide_zeros
+from .simd import wide_add, wide_fma, wide_fma4, wide_lanes, wide_load, wide_splat, wide_store, wide_store4, wide_zeros
 
 
 PARALLEL_MIN_MACS = 1 << 22  # a product (or a pack of this / 64 elements) from which Numba's threads help
@@ -113,30 +113,55 @@ def _product_parallel(a, packed, out, blocks):
 
 @njit(cache=True)
 def rows_times(a, a_start, a_stride, rows, packed, out, out_start, out_stride):
-    blocks, k_size, lane = packed.shape
-    zero = wide_zeros(packed)
+    blocks, k_size, _ = packed.shape
+    strided_rows_times(a, a_start, a_stride, 1, rows, packed, 0, blocks, k_size, 0, k_size, out, out_start,
+                       out_stride, False)
+
+
+@njit(cache=True)
+def strided_rows_times(a, a_start, a_row, a_step, rows, b, b_start, blocks, k_size, k0, k1, out, out_start,
+                       out_stride, accumulate):
+    """out row r (r < rows) = (or +=, when accumulate) the sum over k in [k0, k1) of a.flat[a_start + r*a_row
+    + k*a_step] * B[k, :], where B (k_size, blocks * L) is packed from b.flat[b_start:] as ``pack`` lays
+    it out (column block jb at b_start + jb*k_size*L). a_step = 1 reads rows of a; a_row = 1 and a_step =
+    a row stride read columns of a, i.e. rows of a^T, without a transposed copy. A range of k keeps the
+    packed column block of a long product in the L1 cache (the caller sums the ranges, accumulate=True
+    after the first)."""
+    lane = wide_lanes(b)
+    zero = wide_zeros(b)
     for jb in range(blocks):
         j = jb * lane
-        col = jb * k_size * lane
+        col = b_start + jb * k_size * lane
         r = 0
         while r + 4 <= rows:
-            a0 = a_start + r * a_stride
-            a1 = a0 + a_stride
-            a2 = a1 + a_stride
-            a3 = a2 + a_stride
+            a0 = a_start + r * a_row
+            a1 = a0 + a_row
+            a2 = a1 + a_row
+            a3 = a2 + a_row
             s0 = zero
             s1 = zero
             s2 = zero
             s3 = zero
-            for k in range(k_size):
-                s0, s1, s2, s3 = wide_fma4(a, a0 + k, a1 + k, a2 + k, a3 + k, wide_load(packed, col + k * lane),
-                                           s0, s1, s2, s3)
-            wide_store4(out, out_start + r * out_stride + j, out_stride, s0, s1, s2, s3)
+            for k in range(k0, k1):
+                step = k * a_step
+                s0, s1, s2, s3 = wide_fma4(a, a0 + step, a1 + step, a2 + step, a3 + step,
+                                           wide_load(b, col + k * lane), s0, s1, s2, s3)
+            o = out_start + r * out_stride + j
+            if accumulate:
+                wide_add(out, o, s0)
+                wide_add(out, o + out_stride, s1)
+                wide_add(out, o + 2 * out_stride, s2)
+                wide_add(out, o + 3 * out_stride, s3)
+            else:
+                wide_store4(out, o, out_stride, s0, s1, s2, s3)
             r += 4
         while r < rows:
-            a0 = a_start + r * a_stride
+            a0 = a_start + r * a_row
             s0 = zero
-            for k in range(k_size):
-                s0 = wide_fma(wide_splat(a, a0 + k), wide_load(packed, col + k * lane), s0)
-            wide_store(out, out_start + r * out_stride + j, s0)
+            for k in range(k0, k1):
+                s0 = wide_fma(wide_splat(a, a0 + k * a_step), wide_load(b, col + k * lane), s0)
+            if accumulate:
+                wide_add(out, out_start + r * out_stride + j, s0)
+            else:
+                wide_store(out, out_start + r * out_stride + j, s0)
             r += 1

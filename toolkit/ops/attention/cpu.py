@@ -1,7 +1,13 @@
 """Scaled dot-product attention as Numba kernels (CPU). Same signatures and cache as reference.py.
 
-Two paths: the whole-matrix path (no mask, or a mask that skips little) and the masked path, which skips
-the keys a mask forbids to whole blocks of query rows (causal and padding masks).
+Three paths, tried in this order:
+
+* the masked path, which skips the keys a mask forbids to whole blocks of query rows (causal and padding
+  masks), below;
+* the tiled path (tiled.py) for everything else that its tiles fit (d, dv and Tk whole numbers of vectors)
+  and that is big enough for Numba's threads: blocks of query rows, then of keys, on Numba's threads, their
+  products register-tiled, no BLAS;
+* the whole-matrix path (no mask, or a mask that skips little) for the rest, below.
 
 Whole-matrix path. Two kinds of work, kept apart on purpose:
 
@@ -49,14 +55,16 @@ Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
   time) 33-39 ms -> 29-33 ms: the skipped half of the products is mostly paid back in the smaller
   products' lower speed; the gain on two threads is that the softmax rows and the products all run on
   both (the whole-matrix path runs its rows on one thread while OpenBLAS threads the products).
-* Unmasked calls keep the whole-matrix path on two threads too. Tried 2026-11-21 (N8 T512 d64 float32,
+* Unmasked calls do not take the masked path's blocks. Tried 2026-11-21 (N8 T512 d64 float32,
   load average 1.3 to 1.7, alternating runs): mask=None through the parallel blocks with every stop at Tk
   gave ``python -m bench --op attention`` f+b 28-43 ms (median 33) vs 24-35 ms (median 27), backward
   16-22 ms vs 10-18 ms; timed f+b loops were a draw (medians 22-36 vs 22-32 ms). The parallel
   softmax rows save about 3 of the forward's 6.5 serial ms, but products kept below
   OPENBLAS_THREADED_MACS run at 44-49 GFLOP/s per thread against 70-82 for one whole per-batch product on
   one thread, and the backward's dk and dv add up 16 products of depth 32 per key range. Blocks for the
-  forward with the whole-matrix backward was worse still (42-50 ms: the two pools alternate).
+  forward with the whole-matrix backward was worse still (42-50 ms: the two pools alternate). The tiled
+  path, whose products need no BLAS and so run at full speed on Numba's threads, replaced the
+  whole-matrix path for these calls: see tiled.py for its measurements.
 
 Memory: the weights W (N, Tq, Tk) are O(T^2) per batch element and the cache keeps them by contract
 (the scores are computed straight into that array, no second copy). The backward holds dS, one more
@@ -80,13 +88,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.linalg import check_blas_return, ensure_blas
 
-from ..activations.vector_math import exp_shifted_sum_inplace, row_dot, row_max, select
+from . import tiled
+from .rows import NO_MASK, mask_row, masked_scores_row, softmax_grad_row, softmax_row
 from ..scratch import scratch
 from .reference import AttentionCache
 
 PARALLEL_MIN_SIZE = 1 << 15  # score entries N*Tq*Tk; below this the serial row kernels run
 OPENBLAS_THREADED_MACS = 1 << 19  # OpenBLAS runs a product this big on its own threads (measured on 2 cores)
-_NO_MASK = np.ones((1, 1, 1), dtype=np.bool_)  # stands in for mask=None so both cases share one compile
 BLOCK_ROWS = 32  # query rows per block of the masked path
 MIN_SKIPPED = 0.125  # the masked path runs when its blocks skip at least this fraction of the score entries
 MIN_CHUNK_KEYS = 16  # fewer keys per product than this (a huge d): the masked path runs serially instead
@@ -178,61 +186,6 @@ def _gemm(a, b, c, alpha, beta, trans_a, trans_b):
            c.strides[0] // size)
 
 
-# --------------------------------------------------------------------------- one query row
-# The row kernels are compiled with error_model="numpy": a division by zero gives inf/NaN as in
-# NumPy instead of a zero check, a branch that stops LLVM from vectorising the loop.
-@njit(cache=True, inline="always")
-def _mask_row(mask, has_mask, n, i):
-    if not has_mask:
-        return mask[0, 0]  # never read
-    return mask[n if mask.shape[0] > 1 else 0, i]
-
-
-@njit(cache=True, inline="always")
-def _softmax_row(row, mrow, has_mask, scale, neg_inf, zero):
-    """In place: raw scores q.k in, weights softmax(scores * scale) out; masked keys get exactly 0,
-    and a row with every key masked gets all zeros (not 0/0 = NaN). exp and the row sums come from
-    activations.vector_math: vectorised loops, float64 sums of float32 blocks."""
-    tk = row.shape[0]
-    if has_mask:  # branch-free loops (select), so that they vectorise like the unmasked one
-        keys = 0
-        for j in range(tk):
-            keys += mrow[j]
-        if keys == 0:
-            for j in range(tk):
-                row[j] = 0.0
-            return
-        for j in range(tk):
-            row[j] = select(mrow[j], row[j] * scale, neg_inf)  # exp(-inf - max) = 0
-    else:
-        for j in range(tk):
-            row[j] = row[j] * scale
-    m = row_max(row)
-    total = exp_shifted_sum_inplace(row, m, zero)
-    inv = 1.0 / total
-    for j in range(tk):
-        row[j] = row[j] * inv
-    if has_mask:
-        for j in range(tk):  # a masked weight stays exactly 0, even when the row is NaN
-            row[j] = select(mrow[j], row[j], zero)
-
-
-@njit(cache=True, inline="always")
-def _masked_scores_row(row, mrow, has_mask, neg_inf):
-    if has_mask:
-        for j in range(row.shape[0]):
-            if not mrow[j]:
-                row[j] = neg_inf
-
-
-@njit(cache=True, inline="always")
-def _softmax_grad_row(row, wrow, zero):
-    """In place: dW row in, dS = W * (dW - sum(dW * W)) out (the softmax Jacobian-vector product)."""
-    acc = row_dot(row, wrow, zero)  # float64 sum of float32 blocks (vector_math)
-    for j in range(row.shape[0]):
-        row[j] = wrow[j] * (row[j] - acc)
-
-
 # --------------------------------------------------------------------------- all rows: parallel and serial twins
 # Row r of the flattened (N * Tq) rows is query i = r % Tq of batch element n = r // Tq.
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -240,14 +193,14 @@ def _softmax_rows_parallel(w, mask, has_mask, scale, neg_inf, zero):
     tq = w.shape[1]
     for r in prange(w.shape[0] * tq):
         n, i = r // tq, r % tq
-        _softmax_row(w[n, i], _mask_row(mask, has_mask, n, i), has_mask, scale, neg_inf, zero)
+        softmax_row(w[n, i], mask_row(mask, has_mask, n, i), has_mask, scale, neg_inf, zero)
 
 
 @njit(cache=True, error_model="numpy")
 def _softmax_rows_serial(w, mask, has_mask, scale, neg_inf, zero):
     for n in range(w.shape[0]):
         for i in range(w.shape[1]):
-            _softmax_row(w[n, i], _mask_row(mask, has_mask, n, i), has_mask, scale, neg_inf, zero)
+            softmax_row(w[n, i], mask_row(mask, has_mask, n, i), has_mask, scale, neg_inf, zero)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -255,14 +208,14 @@ def _masked_scores_parallel(s, mask, has_mask, neg_inf):
     tq = s.shape[1]
     for r in prange(s.shape[0] * tq):
         n, i = r // tq, r % tq
-        _masked_scores_row(s[n, i], _mask_row(mask, has_mask, n, i), has_mask, neg_inf)
+        masked_scores_row(s[n, i], mask_row(mask, has_mask, n, i), has_mask, neg_inf)
 
 
 @njit(cache=True, error_model="numpy")
 def _masked_scores_serial(s, mask, has_mask, neg_inf):
     for n in range(s.shape[0]):
         for i in range(s.shape[1]):
-            _masked_scores_row(s[n, i], _mask_row(mask, has_mask, n, i), has_mask, neg_inf)
+            masked_scores_row(s[n, i], mask_row(mask, has_mask, n, i), has_mask, neg_inf)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -270,14 +223,14 @@ def _softmax_grad_rows_parallel(ds, w, zero):
     tq = ds.shape[1]
     for r in prange(ds.shape[0] * tq):
         n, i = r // tq, r % tq
-        _softmax_grad_row(ds[n, i], w[n, i], zero)
+        softmax_grad_row(ds[n, i], w[n, i], zero)
 
 
 @njit(cache=True, error_model="numpy")
 def _softmax_grad_rows_serial(ds, w, zero):
     for n in range(ds.shape[0]):
         for i in range(ds.shape[1]):
-            _softmax_grad_row(ds[n, i], w[n, i], zero)
+            softmax_grad_row(ds[n, i], w[n, i], zero)
 
 
 # --------------------------------------------------------------------------- masked path: blocks of query rows
@@ -331,7 +284,7 @@ def _forward_block(q, k, v, mask, n, r0, r1, stop, chunk, w, out, scale, neg_inf
         c1 = min(stop, c0 + step)
         _gemm(q[n, r0:r1], k[n, c0:c1], w[n, r0:r1, c0:c1], 1.0, 0.0, False, True)
     for i in range(r0, r1):
-        _softmax_row(w[n, i, :stop], _mask_row(mask, True, n, i)[:stop], True, scale, neg_inf, zero)
+        softmax_row(w[n, i, :stop], mask_row(mask, True, n, i)[:stop], True, scale, neg_inf, zero)
         w[n, i, stop:] = zero
     for c0 in range(0, stop, step):
         c1 = min(stop, c0 + step)
@@ -349,7 +302,7 @@ def _backward_query_block(dout, k, v, w, n, r0, r1, stop, chunk, ds, dq, scale, 
         c1 = min(stop, c0 + step)
         _gemm(dout[n, r0:r1], v[n, c0:c1], ds[n, r0:r1, c0:c1], 1.0, 0.0, False, True)
     for i in range(r0, r1):
-        _softmax_grad_row(ds[n, i, :stop], w[n, i, :stop], zero)
+        softmax_grad_row(ds[n, i, :stop], w[n, i, :stop], zero)
     for c0 in range(0, stop, step):
         c1 = min(stop, c0 + step)
         _gemm(ds[n, r0:r1, c0:c1], k[n, c0:c1], dq[n, r0:r1], scale, 0.0 if c0 == 0 else 1.0, False, False)
@@ -422,7 +375,7 @@ def _backward_blocks_serial(dout, q, k, v, w, stops, block, chunk, ds, dq, dk, d
 
 # --------------------------------------------------------------------------- the op
 def _mask_args(mask: np.ndarray | None) -> tuple[np.ndarray, bool]:
-    return (_NO_MASK, False) if mask is None else (mask, True)
+    return (NO_MASK, False) if mask is None else (mask, True)
 
 
 def _parallel(scores_shape: tuple[int, ...], width: int) -> bool:
@@ -481,6 +434,13 @@ def _parallel_blocks(shape: tuple[int, ...], chunk: int) -> bool:
     return chunk > 0 and n * tq * tk >= PARALLEL_MIN_SIZE
 
 
+def _tiled(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> bool:
+    """The register-tiled path (tiled.py) for what would run the whole-matrix products: when its tiles fit
+    the shapes (whole vectors) and the call is big enough for Numba's threads."""
+    return (tiled.applies(q.shape, k.shape, v.shape, q.dtype)
+            and q.shape[0] * q.shape[1] * k.shape[1] >= tiled.PARALLEL_MIN_SIZE)
+
+
 def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
             scale: float) -> tuple[np.ndarray, AttentionCache]:
     t = q.dtype.type
@@ -493,6 +453,9 @@ def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None
         chunk = _key_chunk(max(q.shape[2], v.shape[2]))
         blocks = _forward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _forward_blocks_serial
         blocks(q, k, v, mask, stops, BLOCK_ROWS, chunk or k.shape[1], w, out, t(scale), t(-np.inf), t(0))
+        return out, AttentionCache(q, k, v, mask, w, float(scale))
+    if _tiled(q, k, v):
+        tiled.forward(q, k, v, mask, scale, w, out)
         return out, AttentionCache(q, k, v, mask, w, float(scale))
     _bmm_nt(q, k, w, t(1))  # raw scores, turned into weights in place
     m, has_mask = _mask_args(mask)
@@ -515,14 +478,18 @@ def _skipping_is_exact(dout: np.ndarray, cache: AttentionCache) -> bool:
 def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, mask, w, scale = cache
     t = q.dtype.type
-    ds = scratch("attention.ds", w.shape, w.dtype)  # dS never leaves backward: reused, not page-faulted in
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     stops = _masked_plan(mask)
     if stops is not None and _skipping_is_exact(dout, cache):
+        ds = scratch("attention.ds", w.shape, w.dtype)  # dS never leaves backward: reused, not page-faulted in
+        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
         chunk = _key_chunk(max(q.shape[2], v.shape[2]))
         blocks = _backward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _backward_blocks_serial
         blocks(dout, q, k, v, w, stops, BLOCK_ROWS, chunk or k.shape[1], ds, dq, dk, dv, t(scale), t(0))
         return dq, dk, dv
+    if _tiled(q, k, v):
+        return tiled.backward(dout, q, k, v, w, scale)
+    ds = scratch("attention.ds", w.shape, w.dtype)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     _bmm_nt(dout, v, ds, t(1))  # dW = dout v^T, turned into dS in place
     grad_rows = (_softmax_grad_rows_parallel if _parallel(w.shape, max(q.shape[2], v.shape[2]))
                  else _softmax_grad_rows_serial)

@@ -1,0 +1,233 @@
+"""Unmasked attention with register-tiled products on Numba's threads: no BLAS, one thread pool.
+
+Taken by cpu.py for mask=None when d, dv and Tk are whole numbers of vectors (16 float32 or 8 float64
+values: the tiles store whole vectors into rows of Tk, d or dv values) and the call is big enough for
+the threads (``applies``). The products are toolkit.ops.row_products' 4-row x one-vector tiles
+(``strided_rows_times``), the softmax rows are cpu.py's.
+
+    forward, per (element n, block of query rows):  W_blk = q_blk k^T, softmax rows in place, out_blk = W_blk v
+    backward, per (element n, block of query rows): dW_blk = dout_blk v^T, s * dS rows in place, dq_blk = (s dS_blk) k
+    backward, per (element n, block of keys):       dk_blk = (s dS[:, keys])^T q, dv_blk = W[:, keys]^T dout
+
+Every block writes its own rows of W, out, dS and dq, or its own keys of dk and dv, so the blocks run on
+Numba's threads with no reduction, and each output value is computed by one block in one order: the same
+bits on any number of threads. The products of the key blocks read dS and W by columns (``a_step`` = a
+row stride), so no transposed copy is made. The right-hand matrices (k^T, v, v^T, k, q, dout of each
+element) are packed in column blocks first (``_pack``), a pass over 4 matrices of N x T x d values.
+
+Why: on this 2-core machine the whole-matrix path of cpu.py runs the products as per-element OpenBLAS
+calls on OpenBLAS's two threads and the softmax rows between them on one thread (two pools that spin
+against each other must not alternate). Here the whole forward is two parallel regions, the whole
+backward three, and every product runs at the tiles' speed, about 35 GMAC/s a thread (measured for the
+shapes below: q_blk k^T 64x64x512 36.6, W_blk v 64x512x64 35.8-38.6, dS^T q by columns 512x64x64 31-35).
+
+Precision: float32 products sum in float32, in k ranges of ``K_RANGE`` (partial sums added into the
+output tile, as BLAS does across its own blocks); the scale s of the backward is applied to dS, before
+its products (the reference applies it after: the results differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..row_products import strided_rows_times
+from ..scratch import scratch
+from .rows import NO_MASK, mask_row, scaled_softmax_grad_row, softmax_row
+
+BLOCK_BYTES = 128 * 1024  # a block of query rows holds about this much of W (or dS): it stays in L2
+MAX_BLOCK_ROWS = 64
+K_RANGE = 128  # depth of one pass of a long product: its packed column block (K_RANGE x 64 B) stays in L1
+PARALLEL_MIN_SIZE = 1 << 15  # score entries N*Tq*Tk from which the parallel twins run (as cpu.py's rows)
+
+
+def lanes(dtype) -> int:
+    return 64 // np.dtype(dtype).itemsize
+
+
+def applies(q_shape: tuple[int, ...], k_shape: tuple[int, ...], v_shape: tuple[int, ...], dtype) -> bool:
+    """Whether this path can run: every tile stores whole vectors into rows of Tk (W, dS), d (dq, dk) and
+    dv (out, dv) values."""
+    lane = lanes(dtype)
+    return q_shape[2] % lane == 0 and v_shape[2] % lane == 0 and k_shape[1] % lane == 0
+
+
+def block_rows(tk: int, itemsize: int) -> int:
+    """Query rows a block: rows of Tk values filling about BLOCK_BYTES, a multiple of 4 (the tile height)
+    between 4 and MAX_BLOCK_ROWS."""
+    rows = BLOCK_BYTES // (tk * itemsize)
+    return max(4, min(MAX_BLOCK_ROWS, rows - rows % 4))
+
+
+# --------------------------------------------------------------------------- packing
+@njit(cache=True, inline="always")
+def _pack(src, transpose, packed):
+    """packed[jb, kk, i] = B[kk, jb*L + i], for B = src (K, M), or src^T when transpose: the column blocks
+    of B, each contiguous (row_products.pack's layout). M is a whole number of vectors here."""
+    blocks, k_size, lane = packed.shape
+    for jb in range(blocks):
+        for kk in range(k_size):
+            for i in range(lane):
+                packed[jb, kk, i] = src[jb * lane + i, kk] if transpose else src[kk, jb * lane + i]
+
+
+@njit(cache=True, inline="always")
+def _pack_pair(u, u_transpose, u_packed, w, w_transpose, w_packed, job):
+    """Job 2n packs element n of u, job 2n+1 element n of w (the prange of ``_pack_parallel`` splits the
+    2N jobs over the threads)."""
+    n = job // 2
+    if job % 2 == 0:
+        _pack(u[n], u_transpose, u_packed[n])
+    else:
+        _pack(w[n], w_transpose, w_packed[n])
+
+
+# --------------------------------------------------------------------------- products
+@njit(cache=True)
+def _product(a, a_start, a_row, a_step, rows, b, b_start, out, out_start, out_stride, k_range):
+    """out rows = a rows (a_step = 1) or a columns (a_row = 1) times the packed matrix b.flat[b_start:] of
+    shape (blocks, K, L) = b.shape[1:], summed over k in ranges of k_range (K_RANGE)."""
+    blocks, k_size = b.shape[1], b.shape[2]
+    for k0 in range(0, k_size, k_range):
+        strided_rows_times(a, a_start, a_row, a_step, rows, b, b_start, blocks, k_size, k0,
+                           min(k_size, k0 + k_range), out, out_start, out_stride, k0 > 0)
+
+
+# --------------------------------------------------------------------------- one block
+# Flat offsets: row r of element n of a (N, T, width) array starts at (n*T + r) * width; element n of a packed
+# (N, blocks, K, L) array at n * packed[0].size.
+@njit(cache=True, error_model="numpy")
+def _forward_block(q, mask, has_mask, w, out, kt_packed, v_packed, n, r0, r1, k_range, scale, neg_inf, zero):
+    """W and out of query rows [r0, r1) of element n (the mask applied in the softmax rows)."""
+    tq, d = q.shape[1], q.shape[2]
+    tk, dv = w.shape[2], out.shape[2]
+    row, rows = n * tq + r0, r1 - r0
+    _product(q, row * d, d, 1, rows, kt_packed, n * kt_packed[0].size, w, row * tk, tk, k_range)
+    for i in range(r0, r1):
+        softmax_row(w[n, i], mask_row(mask, has_mask, n, i), has_mask, scale, neg_inf, zero)
+    _product(w, row * tk, tk, 1, rows, v_packed, n * v_packed[0].size, out, row * dv, dv, k_range)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_query_block(dout, w, ds, dq, vt_packed, k_packed, n, r0, r1, k_range, scale):
+    """scale * dS (into ds, rows of stride ds.shape[2]) and dq of query rows [r0, r1) of element n."""
+    tq, tk, dv, d = w.shape[1], w.shape[2], dout.shape[2], dq.shape[2]
+    stride = ds.shape[2]
+    row, rows = n * tq + r0, r1 - r0
+    zero = scale * 0
+    _product(dout, row * dv, dv, 1, rows, vt_packed, n * vt_packed[0].size, ds, row * stride, stride, k_range)
+    for i in range(r0, r1):
+        scaled_softmax_grad_row(ds[n, i, :tk], w[n, i], scale, zero)
+    _product(ds, row * stride, stride, 1, rows, k_packed, n * k_packed[0].size, dq, row * d, d, k_range)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_key_block(w, ds, dk, dv, q_packed, dout_packed, n, c0, c1, k_range):
+    """dk and dv of keys [c0, c1) of element n: columns of scale * dS and of W times q and dout."""
+    tq, tk = w.shape[1], w.shape[2]
+    stride, d, dvw = ds.shape[2], dk.shape[2], dv.shape[2]
+    key, keys = n * tk + c0, c1 - c0
+    _product(ds, n * tq * stride + c0, 1, stride, keys, q_packed, n * q_packed[0].size, dk, key * d, d, k_range)
+    _product(w, n * tq * tk + c0, 1, tk, keys, dout_packed, n * dout_packed[0].size, dv, key * dvw, dvw, k_range)
+
+
+# --------------------------------------------------------------------------- parallel and serial twins
+# sizes = (rows of a block of queries or keys, k_range)
+@njit(cache=True, parallel=True, error_model="numpy")
+def _forward_parallel(q, k, v, mask, has_mask, w, out, kt_packed, v_packed, sizes, scale, neg_inf, zero):
+    block, k_range = sizes
+    for job in prange(2 * q.shape[0]):
+        _pack_pair(k, True, kt_packed, v, False, v_packed, job)
+    tq = q.shape[1]
+    blocks = (tq + block - 1) // block
+    for u in prange(q.shape[0] * blocks):
+        n, r0 = u // blocks, (u % blocks) * block
+        _forward_block(q, mask, has_mask, w, out, kt_packed, v_packed, n, r0, min(tq, r0 + block), k_range, scale,
+                       neg_inf, zero)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_serial(q, k, v, mask, has_mask, w, out, kt_packed, v_packed, sizes, scale, neg_inf, zero):
+    block, k_range = sizes
+    for job in range(2 * q.shape[0]):
+        _pack_pair(k, True, kt_packed, v, False, v_packed, job)
+    tq = q.shape[1]
+    for n in range(q.shape[0]):
+        for r0 in range(0, tq, block):
+            _forward_block(q, mask, has_mask, w, out, kt_packed, v_packed, n, r0, min(tq, r0 + block), k_range,
+                           scale, neg_inf, zero)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _backward_parallel(dout, q, k, v, w, ds, dq, dk, dv, packs, sizes, scale):
+    block, k_range = sizes
+    vt_packed, k_packed, q_packed, dout_packed = packs
+    n_size, tq, tk = q.shape[0], q.shape[1], k.shape[1]
+    for job in prange(4 * n_size):
+        if job < 2 * n_size:
+            _pack_pair(v, True, vt_packed, k, False, k_packed, job)
+        else:
+            _pack_pair(q, False, q_packed, dout, False, dout_packed, job - 2 * n_size)
+    blocks = (tq + block - 1) // block
+    for u in prange(n_size * blocks):
+        n, r0 = u // blocks, (u % blocks) * block
+        _backward_query_block(dout, w, ds, dq, vt_packed, k_packed, n, r0, min(tq, r0 + block), k_range, scale)
+    key_blocks = (tk + block - 1) // block
+    for u in prange(n_size * key_blocks):  # after every row of dS is written
+        n, c0 = u // key_blocks, (u % key_blocks) * block
+        _backward_key_block(w, ds, dk, dv, q_packed, dout_packed, n, c0, min(tk, c0 + block), k_range)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_serial(dout, q, k, v, w, ds, dq, dk, dv, packs, sizes, scale):
+    block, k_range = sizes
+    vt_packed, k_packed, q_packed, dout_packed = packs
+    for job in range(2 * q.shape[0]):
+        _pack_pair(v, True, vt_packed, k, False, k_packed, job)
+        _pack_pair(q, False, q_packed, dout, False, dout_packed, job)
+    tq, tk = q.shape[1], k.shape[1]
+    for n in range(q.shape[0]):
+        for r0 in range(0, tq, block):
+            _backward_query_block(dout, w, ds, dq, vt_packed, k_packed, n, r0, min(tq, r0 + block), k_range, scale)
+        for c0 in range(0, tk, block):
+            _backward_key_block(w, ds, dk, dv, q_packed, dout_packed, n, c0, min(tk, c0 + block), k_range)
+
+
+# --------------------------------------------------------------------------- the op
+def _packed(slot: str, n: int, k_size: int, m: int, dtype) -> np.ndarray:
+    """Scratch for N matrices (K, M) packed in column blocks: (N, M / L, K, L)."""
+    lane = lanes(dtype)
+    return scratch(slot, (n, m // lane, k_size, lane), dtype)
+
+
+def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, scale: float, w: np.ndarray,
+            out: np.ndarray) -> None:
+    """The weights into w (N, Tq, Tk) and the output into out (N, Tq, dv); the caller checked ``applies``.
+    A mask (True = may attend) is applied in the softmax rows: every product is computed whole, masked
+    keys included, as in the reference."""
+    n, tq, d = q.shape
+    tk, dv = k.shape[1], v.shape[2]
+    t = q.dtype.type
+    kt_packed = _packed("attention.tiled.kt", n, d, tk, q.dtype)
+    v_packed = _packed("attention.tiled.v", n, tk, dv, q.dtype)
+    kernel = _forward_parallel if n * tq * tk >= PARALLEL_MIN_SIZE else _forward_serial
+    has_mask = mask is not None
+    kernel(q, k, v, mask if has_mask else NO_MASK, has_mask, w, out, kt_packed, v_packed,
+           (block_rows(tk, q.itemsize), K_RANGE), t(scale), t(-np.inf), t(0))
+
+
+def backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, w: np.ndarray,
+             scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dq, dk, dv) from the forward's weights w; the caller checked ``applies``."""
+    n, tq, d = q.shape
+    tk, dvw = k.shape[1], v.shape[2]
+    t = q.dtype.type
+    # dS rows one vector longer than Tk: the key blocks read dS by columns, and rows 2^k bytes apart would
+    # all fall in the same few L1 sets.
+    ds = scratch("attention.ds", (n, tq, tk + lanes(q.dtype)), q.dtype)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    packs = (_packed("attention.tiled.vt", n, dvw, tk, q.dtype), _packed("attention.tiled.k", n, tk, d, q.dtype),
+             _packed("attention.tiled.q", n, tq, d, q.dtype), _packed("attention.tiled.dout", n, tq, dvw, q.dtype))
+    kernel = _backward_parallel if n * tq * tk >= PARALLEL_MIN_SIZE else _backward_serial
+    kernel(dout, q, k, v, w, ds, dq, dk, dv, packs, (block_rows(tk, q.itemsize), K_RANGE), t(scale))
+    return dq, dk, dv
