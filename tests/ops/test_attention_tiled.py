@@ -190,7 +190,7 @@ def test_causal_masks_keep_the_masked_path(tiled_calls, rng):
     assert tiled_calls == []
 
 
-@pytest.mark.parametrize("tk,itemsize,rows", [(512, 4, 64), (4096, 4, 8), (1 << 20, 8, 4), (100, 8, 64),
-                                              (3000, 4, 8)])
+@pytest.mark.parametrize("tk,itemsize,rows", [(512, 4, 64), (4096, 4, 32), (1 << 20, 8, 4), (100, 8, 64),
+                                              (3000, 4, 40)])
 def test_a_block_holds_about_block_bytes_of_weights_in_whole_tiles(tk, itemsize, rows):
     assert tiled.block_rows(tk, itemsize) == rows

@@ -1,9 +1,10 @@
-"""Unmasked attention with register-tiled products on Numba's threads: no BLAS, one thread pool.
+"""Attention with register-tiled products on Numba's threads: no BLAS, one thread pool.
 
-Taken by cpu.py for mask=None when d, dv and Tk are whole numbers of vectors (16 float32 or 8 float64
-values: the tiles store whole vectors into rows of Tk, d or dv values) and the call is big enough for
-the threads (``applies``). The products are toolkit.ops.row_products' 4-row x one-vector tiles
-(``strided_rows_times``), the softmax rows are cpu.py's.
+Taken by cpu.py where its whole-matrix path would run (no mask, or a mask that skips little: the mask is
+applied in the softmax rows, every product is computed whole) when d, dv and Tk are whole numbers of
+vectors (16 float32 or 8 float64 values: the tiles store whole vectors into rows of Tk, d or dv values,
+``applies``) and the call is big enough for the threads. The products are toolkit.ops.row_products' 4-row x
+one-vector tiles (``strided_rows_times``), the row kernels are rows.py's.
 
     forward, per (element n, block of query rows):  W_blk = q_blk k^T, softmax rows in place, out_blk = W_blk v
     backward, per (element n, block of query rows): dW_blk = dout_blk v^T, s * dS rows in place, dq_blk = (s dS_blk) k
@@ -13,13 +14,23 @@ Every block writes its own rows of W, out, dS and dq, or its own keys of dk and 
 Numba's threads with no reduction, and each output value is computed by one block in one order: the same
 bits on any number of threads. The products of the key blocks read dS and W by columns (``a_step`` = a
 row stride), so no transposed copy is made. The right-hand matrices (k^T, v, v^T, k, q, dout of each
-element) are packed in column blocks first (``_pack``), a pass over 4 matrices of N x T x d values.
+element) are packed in column blocks first (``_pack``), a pass over N x T x d values each.
 
-Why: on this 2-core machine the whole-matrix path of cpu.py runs the products as per-element OpenBLAS
-calls on OpenBLAS's two threads and the softmax rows between them on one thread (two pools that spin
-against each other must not alternate). Here the whole forward is two parallel regions, the whole
-backward three, and every product runs at the tiles' speed, about 35 GMAC/s a thread (measured for the
-shapes below: q_blk k^T 64x64x512 36.6, W_blk v 64x512x64 35.8-38.6, dS^T q by columns 512x64x64 31-35).
+Why: the whole-matrix path runs its products as per-element OpenBLAS calls on OpenBLAS's threads and the
+softmax rows between them serially (two pools that spin against each other must not alternate, see
+cpu.py). Here the forward is two parallel regions, the backward three, and the products run at the
+tiles' speed, 35-45 GMAC/s a thread when their operands are in cache (q_blk k^T 64x64x512, W_blk v
+64x512x64, dS^T q by columns 512x64x64, timed alone).
+
+Measured on this 2-core VM (2026-11-21, float32, f+b medians, load average < 1), ours through the
+whole-matrix path -> this path, PyTorch's scaled_dot_product_attention alongside:
+N8 T512 d64 22-28 -> 16.7-18.5 ms (PyTorch 21.7-22.4; 14.3 ms in ``python -m bench --op attention``,
+1.29x PyTorch); N2 T2048 d64 90 -> 76 ms (140);
+N1 T4096 d64 161 -> 150 ms (234); N64 T64 d64 6.7 -> 3.9 ms (4.4); N16 T512 d16 25-38 -> 17 ms (30).
+BLOCK_BYTES: with blocks of 128 KB of W (16 rows at T2048) the T2048 forward took 44 ms, with 512 KB
+(64 rows) 29-30 ms: a block streams all of the packed k^T and v (512 KB each at T2048), too few rows
+for that. At T2048 the key blocks, which read dS and W by columns 8 KB apart, take 22-25 of the
+backward's 45 ms against 16-21 for the query blocks; at T512 both take about 5 ms.
 
 Precision: float32 products sum in float32, in k ranges of ``K_RANGE`` (partial sums added into the
 output tile, as BLAS does across its own blocks); the scale s of the backward is applied to dS, before
@@ -35,7 +46,7 @@ from ..row_products import strided_rows_times
 from ..scratch import scratch
 from .rows import NO_MASK, mask_row, scaled_softmax_grad_row, softmax_row
 
-BLOCK_BYTES = 128 * 1024  # a block of query rows holds about this much of W (or dS): it stays in L2
+BLOCK_BYTES = 512 * 1024  # a block of query rows holds about this much of W (or dS) at most
 MAX_BLOCK_ROWS = 64
 K_RANGE = 128  # depth of one pass of a long product: its packed column block (K_RANGE x 64 B) stays in L1
 PARALLEL_MIN_SIZE = 1 << 15  # score entries N*Tq*Tk from which the parallel twins run (as cpu.py's rows)
