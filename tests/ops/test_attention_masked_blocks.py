@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_close, check_gradient, random_array, tolerance
-from toolkit.ops.attention import cpu, reference
+from toolkit.ops.attention import blocks, cpu, reference
 
 BLOCK_KERNELS = ("_forward_blocks_serial", "_forward_blocks_parallel", "_backward_blocks_serial",
                  "_backward_blocks_parallel")
@@ -84,7 +84,7 @@ def expected_stops(mask, block):
                          ids=["causal", "Tq<Tk", "Tq>Tk", "far key", "dead rows", "lengths"])
 @pytest.mark.parametrize("block", [1, 5, 32])
 def test_block_stops_are_the_last_key_any_row_of_the_block_may_see(mask, block):
-    stops, skipped = cpu._block_key_stops(mask, block)
+    stops, skipped = blocks.block_key_stops(mask, block)
     expected = expected_stops(mask, block)
     assert np.array_equal(stops, expected)
     starts = np.arange(expected.shape[1]) * block
@@ -95,12 +95,12 @@ def test_block_stops_are_the_last_key_any_row_of_the_block_may_see(mask, block):
 def test_block_stops_of_random_masks(rng):
     for density in (0.0, 0.02, 0.3, 0.97):
         mask = rng.random((3, 37, 29)) < density
-        stops, _ = cpu._block_key_stops(mask, 8)
+        stops, _ = blocks.block_key_stops(mask, 8)
         assert np.array_equal(stops, expected_stops(mask, 8)), density
 
 
 def test_one_far_key_keeps_every_key_of_its_block_only():
-    stops, _ = cpu._block_key_stops(one_far_key(150, row=70), 32)
+    stops, _ = blocks.block_key_stops(one_far_key(150, row=70), 32)
     assert stops.tolist() == [[32, 64, 150, 128, 150]]  # row 70 is in block 2; the others stay causal
 
 

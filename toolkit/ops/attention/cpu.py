@@ -2,11 +2,11 @@
 
 Three paths, tried in this order:
 
-* the masked path, which skips the keys a mask forbids to whole blocks of query rows (causal and padding
-  masks), below;
-* the tiled path (tiled.py) for everything else that its tiles fit (d, dv and Tk whole numbers of vectors)
-  and that is big enough for Numba's threads: blocks of query rows, then of keys, on Numba's threads, their
-  products register-tiled, no BLAS;
+* the tiled path (tiled.py) when its tiles fit the shapes (d, dv and Tk whole numbers of vectors) and the
+  call is big enough for Numba's threads: blocks of query rows, then of keys, on Numba's threads, their
+  products register-tiled, no BLAS; with a mask, the keys a whole block may not see are skipped;
+* the masked path, for the other shapes, which skips the keys a mask forbids to whole blocks of query
+  rows (causal and padding masks) with BLAS products on views, below;
 * the whole-matrix path (no mask, or a mask that skips little) for the rest, below.
 
 Whole-matrix path. Two kinds of work, kept apart on purpose:
@@ -48,8 +48,9 @@ Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
   by IEEE when x is Inf or NaN, as the reference's full products give. The forward needs v finite; the
   backward q, k, v and dout finite and q k^T, dout v^T bounded away from overflow (``_skipping_is_exact``).
   Otherwise the whole-matrix path runs and the NaN lands where the reference has it.
-* Measured, N8 T512 d64 float32 causal, fwd+bwd on this 2-core machine (2026-11-21, load average 0.8 to
-  1.6): ``python -m bench --op attention`` run alternately with the old and the new cpu.py, 34-35 ms ->
+* Measured, N8 T512 d64 float32 causal (a shape the tiled path takes now), fwd+bwd on this 2-core machine
+  (2026-11-21, load average 0.8 to 1.6): ``python -m bench --op attention`` run alternately with the old
+  and the new cpu.py, 34-35 ms ->
   17-18.5 ms, vs PyTorch 0.69-0.84x -> 1.16-1.40x (4 runs each; the unmasked row, whose path did not
   change, moved between 0.68x and 1.11x in the same runs: that is the noise). On one thread (process CPU
   time) 33-39 ms -> 29-33 ms: the skipped half of the products is mostly paid back in the smaller
@@ -89,6 +90,7 @@ from numba.extending import intrinsic
 from numba.np.linalg import check_blas_return, ensure_blas
 
 from . import tiled
+from .blocks import balanced, block_key_stops
 from .rows import NO_MASK, mask_row, masked_scores_row, softmax_grad_row, softmax_row
 from ..scratch import scratch
 from .reference import AttentionCache
@@ -234,36 +236,7 @@ def _softmax_grad_rows_serial(ds, w, zero):
 
 
 # --------------------------------------------------------------------------- masked path: blocks of query rows
-# Block b holds query rows [b*block, (b+1)*block). stops[m, b] = 1 + the last key any row of block b may
-# attend to (mask m: 0 for a shared mask, n for a per-element one); every key from stops on is masked for
-# the whole block, so its weights are exactly 0 and the products over it are skipped.
-@njit(cache=True)
-def _block_key_stops(mask, block):
-    """(stops (masks, blocks), number of score entries the blocks skip)."""
-    masks, tq, tk = mask.shape
-    blocks = (tq + block - 1) // block
-    stops = np.zeros((masks, blocks), dtype=np.int64)
-    for m in range(masks):
-        for i in range(tq):
-            b = i // block
-            j = tk
-            while j > stops[m, b] and not mask[m, i, j - 1]:  # keys below the block's stop change nothing
-                j -= 1
-            stops[m, b] = j
-    skipped = 0
-    for m in range(masks):
-        for b in range(blocks):
-            skipped += (min(tq, (b + 1) * block) - b * block) * (tk - stops[m, b])
-    return stops, skipped
-
-
-@njit(cache=True, inline="always")
-def _balanced(position, count):
-    """Blocks in the order 0, count-1, 1, count-2, ...: a causal mask's work grows with the block index,
-    and Numba splits a prange into contiguous halves, so each half gets light and heavy blocks."""
-    return position // 2 if position % 2 == 0 else count - 1 - position // 2
-
-
+# Block b holds query rows [b*block, (b+1)*block); blocks.block_key_stops says which keys it reaches.
 @njit(cache=True, inline="always")
 def _even_step(stop, chunk):
     """The step that cuts [0, stop) into as few pieces of at most chunk keys as possible, all about the same
@@ -330,7 +303,7 @@ def _backward_key_chunk(dout, q, w, ds, stops, block, n, c0, c1, dk, dv, scale, 
 def _forward_blocks_parallel(q, k, v, mask, stops, block, chunk, w, out, scale, neg_inf, zero):
     tq, blocks = q.shape[1], stops.shape[1]
     for u in prange(q.shape[0] * blocks):
-        n, b = u // blocks, _balanced(u % blocks, blocks)
+        n, b = u // blocks, balanced(u % blocks, blocks)
         _forward_block(q, k, v, mask, n, b * block, min(tq, (b + 1) * block),
                        stops[n if stops.shape[0] > 1 else 0, b], chunk, w, out, scale, neg_inf, zero)
 
@@ -348,14 +321,14 @@ def _forward_blocks_serial(q, k, v, mask, stops, block, chunk, w, out, scale, ne
 def _backward_blocks_parallel(dout, q, k, v, w, stops, block, chunk, ds, dq, dk, dv, scale, zero):
     tq, blocks = q.shape[1], stops.shape[1]
     for u in prange(q.shape[0] * blocks):
-        n, b = u // blocks, _balanced(u % blocks, blocks)
+        n, b = u // blocks, balanced(u % blocks, blocks)
         _backward_query_block(dout, k, v, w, n, b * block, min(tq, (b + 1) * block),
                               stops[n if stops.shape[0] > 1 else 0, b], chunk, ds, dq, scale, zero)
     tk = k.shape[1]
     step = _even_step(tk, chunk)
     chunks = (tk + step - 1) // step
     for u in prange(q.shape[0] * chunks):  # after every dS is written
-        n, c = u // chunks, _balanced(u % chunks, chunks)
+        n, c = u // chunks, balanced(u % chunks, chunks)
         _backward_key_chunk(dout, q, w, ds, stops[n if stops.shape[0] > 1 else 0], block, n, c * step,
                             min(tk, (c + 1) * step), dk, dv, scale, zero)
 
@@ -423,7 +396,7 @@ def _masked_plan(mask: np.ndarray | None) -> np.ndarray | None:
     smaller saving does not pay for the smaller, slower products), else None: the whole-matrix path."""
     if mask is None:
         return None
-    stops, skipped = _block_key_stops(mask, BLOCK_ROWS)
+    stops, skipped = block_key_stops(mask, BLOCK_ROWS)
     return stops if skipped >= MIN_SKIPPED * mask.size else None
 
 
@@ -446,16 +419,16 @@ def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None
     t = q.dtype.type
     w = np.empty((q.shape[0], q.shape[1], k.shape[1]), dtype=q.dtype)
     out = np.empty((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
-    stops = _masked_plan(mask)
     # A skipped key's term is 0 * v[j]: NaN by IEEE when v[j] is Inf or NaN, as in the reference's full
     # product, which then has to run.
+    if _tiled(q, k, v):
+        tiled.forward(q, k, v, mask, scale, mask is not None and math.isfinite(_max_abs(v)), w, out)
+        return out, AttentionCache(q, k, v, mask, w, float(scale))
+    stops = _masked_plan(mask)
     if stops is not None and math.isfinite(_max_abs(v)):
         chunk = _key_chunk(max(q.shape[2], v.shape[2]))
         blocks = _forward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _forward_blocks_serial
         blocks(q, k, v, mask, stops, BLOCK_ROWS, chunk or k.shape[1], w, out, t(scale), t(-np.inf), t(0))
-        return out, AttentionCache(q, k, v, mask, w, float(scale))
-    if _tiled(q, k, v):
-        tiled.forward(q, k, v, mask, scale, w, out)
         return out, AttentionCache(q, k, v, mask, w, float(scale))
     _bmm_nt(q, k, w, t(1))  # raw scores, turned into weights in place
     m, has_mask = _mask_args(mask)
@@ -478,6 +451,8 @@ def _skipping_is_exact(dout: np.ndarray, cache: AttentionCache) -> bool:
 def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, mask, w, scale = cache
     t = q.dtype.type
+    if _tiled(q, k, v):
+        return tiled.backward(dout, q, k, v, w, mask, scale, mask is not None and _skipping_is_exact(dout, cache))
     stops = _masked_plan(mask)
     if stops is not None and _skipping_is_exact(dout, cache):
         ds = scratch("attention.ds", w.shape, w.dtype)  # dS never leaves backward: reused, not page-faulted in
@@ -486,8 +461,6 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, np.nd
         blocks = _backward_blocks_parallel if _parallel_blocks(w.shape, chunk) else _backward_blocks_serial
         blocks(dout, q, k, v, w, stops, BLOCK_ROWS, chunk or k.shape[1], ds, dq, dk, dv, t(scale), t(0))
         return dq, dk, dv
-    if _tiled(q, k, v):
-        return tiled.backward(dout, q, k, v, w, scale)
     ds = scratch("attention.ds", w.shape, w.dtype)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     _bmm_nt(dout, v, ds, t(1))  # dW = dout v^T, turned into dS in place
