@@ -28,7 +28,7 @@ from rich.table import Table
 
 from . import cases as case_defs
 from . import memory
-from .timing import time_cpu, time_cpu_interleaved, time_gpu, time_once
+from .timing import time_cpu, time_gpu, time_once
 
 RESULTS = Path(__file__).parent / "results"
 WIDTH = 100  # the table is laid out to be read in 100 columns
@@ -179,30 +179,21 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc} ({Path(frame.filename).name}:{frame.lineno})"
 
 
-def _time_phase(thunks: dict, timer, budget_s: float, row: dict) -> dict:
-    """The Timing of each implementation of one phase. On the CPU their repeats are interleaved
-    (timing.time_cpu_interleaved); on the GPU, a machine of our own, they run one after the other, and a
-    soft extra that fails leaves its error in the row instead."""
-    if timer is time_cpu:
-        return time_cpu_interleaved(thunks, budget_s=budget_s)
-    timings = {}
-    for impl, thunk in thunks.items():
-        try:
-            timings[impl] = timer(thunk, budget_s=budget_s)
-        except Exception as exc:
-            if impl not in SOFT_IMPLS:
-                raise
-            row[f"{impl}_error"] = _failure(exc)
-    return timings
-
-
 def _timed_rows(case, impls: dict, timer, budget_s: float) -> list[dict]:
     rows = []
     for phase in impls["ours"]:
         row = {"op": case.op, "name": case.name, "size": case.size, "dtype": np.dtype(case.dtype).name,
                "phase": phase}
-        present = {impl: thunks[phase] for impl, thunks in impls.items() if phase in thunks}
-        for impl, timing in _time_phase(present, timer, budget_s, row).items():
+        for impl, thunks in impls.items():
+            if phase not in thunks:
+                continue
+            try:
+                timing = timer(thunks[phase], budget_s=budget_s)
+            except Exception as exc:
+                if impl not in SOFT_IMPLS:
+                    raise
+                row[f"{impl}_error"] = _failure(exc)
+                continue
             row[f"{impl}_s"] = timing.median_s
             row[f"{impl}_repeats"] = timing.repeats
         for work, unit in ((case.bytes_moved, "GBps"), (case.flops, "GFLOPs")):

@@ -5,10 +5,7 @@ timed. The number of repeats fills ``budget_s``, between ``min_repeats`` and ``m
 slower than the whole budget (the NumPy reference of a large case) is repeated only SLOW_REPEATS times:
 its median is already stable and five repeats of a five-second call would cost minutes.
 
-CPU work is timed with perf_counter, the implementations of one phase interleaved (``time_cpu_interleaved``):
-on a shared machine the load of the neighbours and the memory bandwidth they leave drift over seconds,
-and timing ours, then the reference, then PyTorch one after the other let that drift land on one of them
-only (the same relu pass measured 14.5 to 39 ms within a minute). GPU work (CuPy arrays) is timed with CUDA events, with the L2
+CPU work is timed with perf_counter. GPU work (CuPy arrays) is timed with CUDA events, with the L2
 cache flushed before every repeat by writing a buffer larger than L2, so each repeat starts cold.
 """
 
@@ -59,27 +56,6 @@ def time_cpu(thunk: Callable[[], object], *, warmup: int = 1, budget_s: float = 
         thunk()
         samples.append(time.perf_counter() - start)
     return Timing(statistics.median(samples), min(samples), n)
-
-
-def time_cpu_interleaved(thunks: dict[str, Callable[[], object]], *, warmup: int = 1, budget_s: float = 1.0,
-                         min_repeats: int = 5, max_repeats: int = 200) -> dict[str, Timing]:
-    """time_cpu for several implementations of one phase at once: each gets its own warm-up, probe and
-    number of repeats, and the repeats run in rounds, round r calling every implementation due in it, so
-    that the repeats of each are spread evenly over the same stretch of time."""
-    for thunk in thunks.values():
-        for _ in range(warmup):
-            thunk()
-    counts = {name: _repeats_for(thunk, budget_s, min_repeats, max_repeats) for name, thunk in thunks.items()}
-    rounds = max(counts.values(), default=0)
-    samples: dict[str, list[float]] = {name: [] for name in thunks}
-    for r in range(rounds):
-        for name, thunk in thunks.items():
-            n = counts[name]
-            if (r + 1) * n // rounds > r * n // rounds:  # n of the rounds, evenly spaced (n <= rounds)
-                start = time.perf_counter()
-                thunk()
-                samples[name].append(time.perf_counter() - start)
-    return {name: Timing(statistics.median(s), min(s), len(s)) for name, s in samples.items()}
 
 
 class _L2Flusher:

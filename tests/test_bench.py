@@ -26,8 +26,7 @@ from rich.console import Console
 from bench import __main__ as cli
 from bench import cases as case_defs
 from bench import memory
-from bench import timing
-from bench.timing import SLOW_REPEATS, time_cpu, time_cpu_interleaved, time_once
+from bench.timing import SLOW_REPEATS, time_cpu, time_once
 
 FAMILIES = ("activations", "dense", "losses", "conv2d", "pool2d", "dropout", "batchnorm", "rnn", "lstm",
             "attention", "optim", "lenet")
@@ -118,23 +117,6 @@ def test_time_once_calls_once_and_time_cpu_takes_the_median():
     # a fast call fills the budget up to max_repeats
     t = time_cpu(lambda: calls.append(1), warmup=1, budget_s=0.05, min_repeats=2, max_repeats=7)
     assert t.repeats == 7 and len(calls) == 1 + 1 + 7
-
-
-def test_interleaved_timing_spreads_each_implementations_repeats_over_the_same_rounds(monkeypatch):
-    """6 repeats of a and 2 of b: rounds 0-5 call a, and b in rounds 2 and 5; warm-up and probe first."""
-    calls = []
-    monkeypatch.setattr(timing, "_repeats_for", lambda thunk, *args: (thunk(), {"a": 6, "b": 2}[calls[-1]])[1])
-    result = time_cpu_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1)
-    assert "".join(calls) == "ab" + "ab" + "aaabaaab"  # warm-ups, probes, then the rounds
-    assert (result["a"].repeats, result["b"].repeats) == (6, 2)
-    assert all(t.min_s <= t.median_s for t in result.values())
-
-
-def test_interleaved_timing_repeats_a_call_slower_than_the_budget_slow_repeats_times():
-    calls = []
-    result = time_cpu_interleaved({"slow": lambda: calls.append("s"), "fast": lambda: calls.append("f")},
-                                  budget_s=0.0, min_repeats=5)
-    assert result["slow"].repeats == result["fast"].repeats == SLOW_REPEATS
 
 
 @pytest.mark.parametrize("op", FAMILIES)
