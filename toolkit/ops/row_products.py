@@ -5,6 +5,10 @@
     out row r (r < rows) = a row r @ b, where a row r is a.flat[a_start + r*a_stride :][:K] and
     out row r is out.flat[out_start + r*out_stride :][:M]
 
+    strided_rows_times(...)    the same tile with a's elements any stride apart (columns of a: rows of a^T
+                               without a copy), over a range of k, stored or added into out; for
+                               attention's tiled path (toolkit/ops/attention/tiled.py)
+
 Why not BLAS: a recurrence (the LSTM's h_{t-1} U, and dz_t U^T going back) needs one small product per
 time step, and its batch rows are independent sequences. Split by rows over Numba's threads, each thread
 runs the whole time loop for its rows, one parallel region for all T steps; a BLAS call inside it
@@ -32,7 +36,8 @@ import numpy as np
 from numba import njit, prange
 
 from .scratch import scratch
-from .simd import wide_add, wide_fma, wide_fma4, wide_lanes, wide_load, wide_splat, wide_store, wide_store4, wide_zeros
+from .simd import (wide_add, wide_fma, wide_fma4, wide_lanes, wide_load, wide_splat, wide_store, wide_store4,
+                   wide_zeros)
 
 
 PARALLEL_MIN_MACS = 1 << 22  # a product (or a pack of this / 64 elements) from which Numba's threads help
