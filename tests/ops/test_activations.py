@@ -225,6 +225,7 @@ def test_fused_forward_backward_matches_reference(name, dtype, rng):
     y, dx = act.activation_forward_backward(x, dy, name, **params)
     y_ref, dx_ref = reference.forward_backward(name, x, dy, **full_params(name))
     assert y.dtype == dx.dtype == dtype and y.shape == dx.shape == x.shape
+    assert y.flags.c_contiguous and dx.flags.c_contiguous and not np.shares_memory(y, dx)  # one allocation, halves
     assert_close(y, y_ref, **tolerance(dtype), name=f"{name} fused y")
     assert_close(dx, dx_ref, **tolerance(dtype), name=f"{name} fused dx")
     # ... and exactly what the two separate kernels give

