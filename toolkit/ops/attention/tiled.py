@@ -90,8 +90,8 @@ def _pack(src, transpose, packed):
 
 @njit(cache=True, inline="always")
 def _pack_pair(u, u_transpose, u_packed, w, w_transpose, w_packed, job):
-    """Job 2n packs element n of u, job 2n+1 element n of w (the prange of ``_pack_parallel`` splits the
-    2N jobs over the threads)."""
+    """Job 2n packs element n of u, job 2n+1 element n of w (the parallel drivers split the 2N jobs over
+    Numba's threads)."""
     n = job // 2
     if job % 2 == 0:
         _pack(u[n], u_transpose, u_packed[n])
