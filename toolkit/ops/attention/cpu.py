@@ -50,9 +50,9 @@ Masked path, as PyTorch's CPU flash kernel skips fully masked blocks:
   Otherwise the whole-matrix path runs and the NaN lands where the reference has it.
 * Measured, N8 T512 d64 float32 causal (a shape the tiled path takes now), fwd+bwd on this 2-core machine
   (2026-11-21, load average 0.8 to 1.6): ``python -m bench --op attention`` run alternately with the old
-  and the new cpu.py, 34-35 ms ->
-  17-18.5 ms, vs PyTorch 0.69-0.84x -> 1.16-1.40x (4 runs each; the unmasked row, whose path did not
-  change, moved between 0.68x and 1.11x in the same runs: that is the noise). On one thread (process CPU
+  and the new cpu.py, 34-35 ms -> 17-18.5 ms, vs PyTorch 0.69-0.84x -> 1.16-1.40x (4 runs each; the
+  unmasked row, whose path did not change, moved between 0.68x and 1.11x in the same runs: that is the
+  noise). On one thread (process CPU
   time) 33-39 ms -> 29-33 ms: the skipped half of the products is mostly paid back in the smaller
   products' lower speed; the gain on two threads is that the softmax rows and the products all run on
   both (the whole-matrix path runs its rows on one thread while OpenBLAS threads the products).
