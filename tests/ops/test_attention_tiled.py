@@ -72,12 +72,16 @@ def twin(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
+def use_small_blocks(monkeypatch):
     """Blocks of 8 query rows (and keys) and k ranges of 5, so that small shapes have several of each."""
     monkeypatch.setattr(tiled, "BLOCK_BYTES", 1)
     monkeypatch.setattr(tiled, "MAX_BLOCK_ROWS", 8)
     monkeypatch.setattr(tiled, "K_RANGE", 5)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    use_small_blocks(monkeypatch)
 
 
 # (N, Tq, Tk in vectors, d in vectors, dv in vectors)
@@ -100,9 +104,7 @@ def test_tiled_path_matches_reference(shape, mask_kind, skip, dtype, twin, rng, 
     mask = make_mask(mask_kind, rng, n, tq, tk * lane)
     for blocks in ("default", "small"):
         if blocks == "small":
-            monkeypatch.setattr(tiled, "MAX_BLOCK_ROWS", 8)
-            monkeypatch.setattr(tiled, "K_RANGE", 5)
-            monkeypatch.setattr(tiled, "BLOCK_BYTES", 1)
+            use_small_blocks(monkeypatch)
         for name, ours, ref in zip(("out", "weights", "dq", "dk", "dv"), run_tiled(q, k, v, dout, mask, 0.3, skip),
                                    expected(q, k, v, dout, mask, 0.3)):
             assert_close(ours, ref, **tolerance(dtype), name=f"{name} ({blocks} blocks)")
