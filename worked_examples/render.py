@@ -149,8 +149,7 @@ def derivation_panel(d: Derivation, plain: bool) -> Panel:
     parts.append(Text("✔ simplify((lhs - rhs).rewrite(exp)) == 0", style="green"))
     if d.spot is not None:
         s = d.spot
-        worst = max(abs(a - b) for a, b in zip(s.symbolic, s.kernel))
-        parts.append(Text(f"✔ toolkit kernel = SymPy at {len(s.points)} points (largest |difference| {worst:.1e}, "
+        parts.append(Text(f"✔ toolkit kernel = SymPy at {len(s.points)} points (largest |difference| {s.difference_text()}, "
                           f"tolerance {s.atol:g} + {s.rtol:g}·|value|)", style="green"))
     if d.note:
         parts.append(Text(d.note, style="dim"))

@@ -63,15 +63,44 @@ class SpotCheck:
     kernel: list[float]
     atol: float
     rtol: float
+    dtype: str = "float64"  # what the kernel computed in: sets what "rounding level" means
 
     @property
     def ok(self) -> bool:
         s, k = np.asarray(self.symbolic), np.asarray(self.kernel)
         return bool(np.all(np.abs(s - k) <= self.atol + self.rtol * np.abs(s)))
 
+    @property
+    def largest_difference(self) -> float:
+        return max(abs(a - b) for a, b in zip(self.symbolic, self.kernel))
+
+    def difference_text(self) -> str:
+        """The largest |difference| as shown on screen, the same on every machine (see difference_text)."""
+        return difference_text(self.largest_difference, max(abs(v) for v in self.symbolic), self.dtype)
+
     def as_json(self) -> dict:
         return {"points": self.points, "symbolic": self.symbolic, "kernel": self.kernel,
-                "atol": self.atol, "rtol": self.rtol, "ok": self.ok}
+                "atol": self.atol, "rtol": self.rtol, "dtype": self.dtype, "ok": self.ok}
+
+
+ROUNDING_ULPS = 64  # a chain of a few dozen roundings stays below this many units in the last place
+
+
+def rounding_bound(scale: float, dtype: str) -> float:
+    """The power of ten above ROUNDING_ULPS units in the last place of a value of size ``scale`` (>= 1)."""
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    return float(10.0 ** np.ceil(np.log10(ROUNDING_ULPS * eps * max(scale, 1.0))))
+
+
+def difference_text(difference: float, scale: float, dtype: str) -> str:
+    """A |difference| between two computations of values of size ``scale``, the same text on every machine.
+
+    At rounding level it is shown as a bound, not as its digits: those digits are the last bits of a
+    kernel's result, and they change with the GEMM kernel OpenBLAS picks for the CPU (1.1e-16 on SkylakeX,
+    0 on Haswell, for the same product). Beyond rounding level the number itself is shown.
+    """
+    bound = rounding_bound(scale, dtype)
+    return f"< {bound:.0e}, {dtype} rounding" if abs(difference) < bound else f"{abs(difference):.1e}"
 
 
 @dataclass
@@ -98,7 +127,9 @@ def spot_check(expr: Any, variables: Sequence[sp.Symbol], points: Iterable[Seque
     len(points) * expr's size numbers.
     """
     fixed = dict(fixed or {})
-    kernel = [float(v) for v in np.asarray(kernel_values, dtype=np.float64).ravel()]
+    computed = np.asarray(kernel_values)
+    dtype = "float32" if computed.dtype == np.float32 else "float64"
+    kernel = [float(v) for v in computed.astype(np.float64).ravel()]
     pts, sym = [], []
     for point in points:
         subs = {**fixed, **dict(zip(variables, point))}
@@ -108,7 +139,7 @@ def spot_check(expr: Any, variables: Sequence[sp.Symbol], points: Iterable[Seque
         pts.append({str(k): float(v) for k, v in subs.items()})
     if len(sym) != len(kernel):
         raise DerivationError(f"spot check: {len(sym)} SymPy values but {len(kernel)} kernel values")
-    return SpotCheck(pts, sym, kernel, atol, rtol)
+    return SpotCheck(pts, sym, kernel, atol, rtol, dtype)
 
 
 # σ as an undefined function keeps formulas short on screen; ``defined`` writes it out for the checks.

@@ -13,7 +13,7 @@ from ..arrays import host, tensor
 from ..documents import UNIVERSITY_MODULE
 from ..example import Example, Step, Topic
 from ..render import fmt
-from ..symbolic import DerivationError, kernel_within, sigma, spot_check, symbolic_range
+from ..symbolic import DerivationError, difference_text, kernel_within, sigma, spot_check, symbolic_range
 
 TOPIC = Topic(
     name="lstm",
@@ -79,7 +79,8 @@ def _gates(ex: Example) -> None:
     if max(checks) > 1e-12:
         raise DerivationError(f"the LSTM kernel's gates differ from σ/tanh of dense_forward's z by {max(checks)}")
     ex.text(f"dense_forward + activation_forward reproduce the kernel's twelve gate values (largest "
-            f"difference {fmt(max(checks), 2)}). The forget gate scales the old cell; the input gate scales "
+            f"difference {difference_text(max(checks), 1.0, host(z).dtype.name)}). The forget gate scales "
+            "the old cell; the input gate scales "
             "the new information g.")
 
 

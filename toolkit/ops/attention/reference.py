@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..ieee import ieee_quiet
+
 
 class AttentionCache(NamedTuple):
     q: Any  # (N, Tq, d)
@@ -45,10 +47,10 @@ class AttentionCache(NamedTuple):
     scale: float  # the s actually used: scores = q k^T * s
 
 
+@ieee_quiet  # huge or infinite inputs: IEEE results
 def scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: float) -> np.ndarray:
     """S = q k^T * s, with -inf where the mask forbids attending (what the softmax sees)."""
-    with np.errstate(over="ignore", invalid="ignore"):  # huge or infinite inputs: IEEE results
-        s = np.matmul(q, k.transpose(0, 2, 1)) * q.dtype.type(scale)
+    s = np.matmul(q, k.transpose(0, 2, 1)) * q.dtype.type(scale)
     if mask is not None:
         s = np.where(mask, s, q.dtype.type(-np.inf))
     return s
@@ -70,21 +72,21 @@ def masked_softmax(s: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return np.where(allowed, e / np.where(row_has_key, total, 1), s.dtype.type(0))
 
 
+@ieee_quiet
 def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
             scale: float) -> tuple[np.ndarray, AttentionCache]:
     w = masked_softmax(scores(q, k, mask, scale), mask)
-    with np.errstate(invalid="ignore"):  # 0 * inf from a masked weight times an infinite value
-        out = np.matmul(w, v)
+    out = np.matmul(w, v)  # 0 * inf from a masked weight times an infinite value is NaN, quietly
     return out, AttentionCache(q, k, v, mask, w, float(scale))
 
 
+@ieee_quiet
 def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, _, w, scale = cache
     s = q.dtype.type(scale)
-    with np.errstate(over="ignore", invalid="ignore"):  # non-finite inputs propagate by IEEE
-        dv = np.matmul(w.transpose(0, 2, 1), dout)
-        dw = np.matmul(dout, v.transpose(0, 2, 1))
-        ds = w * (dw - (dw * w).sum(axis=-1, keepdims=True))
-        dq = np.matmul(ds, k) * s
-        dk = np.matmul(ds.transpose(0, 2, 1), q) * s
+    dv = np.matmul(w.transpose(0, 2, 1), dout)
+    dw = np.matmul(dout, v.transpose(0, 2, 1))
+    ds = w * (dw - (dw * w).sum(axis=-1, keepdims=True))
+    dq = np.matmul(ds, k) * s
+    dk = np.matmul(ds.transpose(0, 2, 1), q) * s
     return dq, dk, dv

@@ -66,7 +66,8 @@ from numba import njit, prange
 
 from ..scratch import scratch
 from . import direct, shifted
-from .reference import IEEE_QUIET, Conv2DCache
+from ..ieee import ieee_quiet
+from .reference import Conv2DCache
 
 CHUNK_BYTES = 16 << 20  # cols of one chunk of images: fits the L3 cache, big enough for an efficient GEMM
 # cols elements (N*OH*OW*K) below which the serial kernels run: about a millisecond of im2col/col2im.
@@ -294,7 +295,7 @@ def _chunk_images(n: int, rows_per_image: int, k: int, itemsize: int) -> int:
     return max(1, min(n, CHUNK_BYTES // max(1, rows_per_image * k * itemsize)))
 
 
-@IEEE_QUIET
+@ieee_quiet
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
             padding) -> tuple[np.ndarray, Conv2DCache]:
     cache = Conv2DCache(x, w, b is not None, stride, padding)
@@ -327,7 +328,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     return y, cache
 
 
-@IEEE_QUIET
+@ieee_quiet
 def backward(dy: np.ndarray, cache: Conv2DCache,
              need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dw, db); need_dx=False returns dx as None and skips all of its work on every path (the

@@ -28,11 +28,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..ieee import ieee_quiet
 from .geometry import Pads, output_size
-
-# Inf/NaN propagate by IEEE rules, silently: NumPy would warn when a product or the bias add makes
-# inf - inf = NaN or overflows float32, and those are the IEEE results we want, not errors.
-IEEE_QUIET = np.errstate(invalid="ignore", over="ignore")  # used as a decorator: a fresh context per call
 
 
 class Conv2DCache(NamedTuple):
@@ -57,7 +54,7 @@ def pad(x: np.ndarray, padding: Pads) -> np.ndarray:
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
-@IEEE_QUIET
+@ieee_quiet
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
             padding: Pads) -> tuple[np.ndarray, Conv2DCache]:
     cache = Conv2DCache(x, w, b is not None, stride, padding)
@@ -76,7 +73,7 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[in
     return y, cache
 
 
-@IEEE_QUIET
+@ieee_quiet
 def backward(dy: np.ndarray, cache: Conv2DCache,
              need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dw, db); dx is None, and not computed, when need_dx is False (a model's first layer)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..ieee import ieee_quiet
 from .reference import DenseCache
 
 ROWS_PER_BLOCK = 256  # rows of dy each parallel iteration sums for db
@@ -93,6 +94,7 @@ def _column_sums_parallel(dy):
     return _add_partials(partial, dy)
 
 
+@ieee_quiet
 def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, DenseCache]:
     if b is None:
         y = x @ W
@@ -101,6 +103,7 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndar
     return y, DenseCache(x, W, b is not None)
 
 
+@ieee_quiet
 def backward(dy: np.ndarray, cache: DenseCache,
              need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     x, W, has_bias = cache

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..ieee import ieee_quiet
+
 
 class DenseCache(NamedTuple):
     x: Any  # the input (N, in): dW = x^T dy
@@ -29,6 +31,7 @@ class DenseCache(NamedTuple):
     has_bias: bool  # whether db is computed (a layer without bias returns db = None)
 
 
+@ieee_quiet
 def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, DenseCache]:
     y = x @ W
     if b is not None:
@@ -36,6 +39,7 @@ def forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> tuple[np.ndar
     return y, DenseCache(x, W, b is not None)
 
 
+@ieee_quiet
 def backward(dy: np.ndarray, cache: DenseCache,
              need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, dW, db); dx is None, and dy W^T not computed, when need_dx is False (a model's first layer)."""

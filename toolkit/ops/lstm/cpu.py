@@ -49,6 +49,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..ieee import ieee_quiet
 from ..activations.vector_math import exp, tanh
 from ..row_products import fits, pack, product, rows_times
 from ..scratch import scratch
@@ -223,6 +224,7 @@ def _row_blocks(N: int, T: int, H: int, dtype) -> tuple[int, int, bool] | None:
     return -(-N // per_block), per_block, parallel
 
 
+@ieee_quiet
 def forward(x, h0, c0, W, U, b):
     N, T, D = x.shape
     H = U.shape[0]
@@ -250,6 +252,7 @@ def forward(x, h0, c0, W, U, b):
     return h, c, LSTMCache(x, h0, c0, W, U, b, h, c, gates)
 
 
+@ieee_quiet
 def backward(dh, cache: LSTMCache, dc_last=None):
     x, h0, c0, W, U, _, h, c, gates = cache
     N, T, D = x.shape

@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..ieee import ieee_quiet
+
 
 class LSTMCache(NamedTuple):
     x: Any  # (N, T, D)
@@ -59,6 +61,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
+@ieee_quiet
 def forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W: np.ndarray, U: np.ndarray, b: np.ndarray):
     """Run the LSTM over the whole sequence; returns (h, c, cache)."""
     N, T, _ = x.shape
@@ -78,6 +81,7 @@ def forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W: np.ndarray, U: np.
     return h, c, LSTMCache(x, h0, c0, W, U, b, h, c, gates)
 
 
+@ieee_quiet
 def backward(dh: np.ndarray | None, cache: LSTMCache, dc_last: np.ndarray | None = None):
     """BPTT over the whole sequence; returns (dx, dh0, dc0, dW, dU, db).
 

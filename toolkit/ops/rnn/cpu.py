@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..ieee import ieee_quiet
 from ..activations.vector_math import tanh
 from .reference import RNNCache
 
@@ -83,6 +84,7 @@ def _use_parallel(N: int, H: int) -> bool:
     return N * H >= PARALLEL_MIN_SIZE and numba.get_num_threads() >= PARALLEL_MIN_THREADS
 
 
+@ieee_quiet
 def forward(x, h0, W_xh, W_hh, b_h, W_hy=None, b_y=None):
     N, T, D = x.shape
     H = W_hh.shape[0]
@@ -103,6 +105,7 @@ def forward(x, h0, W_xh, W_hh, b_h, W_hy=None, b_y=None):
     return y, h, RNNCache(x, h0, W_xh, W_hh, b_h, W_hy, b_y, h)
 
 
+@ieee_quiet
 def backward(dy, dh, cache: RNNCache):
     x, h0, W_xh, W_hh, _, W_hy, b_y, h = cache
     N, T, D = x.shape

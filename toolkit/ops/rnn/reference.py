@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..ieee import ieee_quiet
+
 
 class RNNCache(NamedTuple):
     x: Any  # (N, T, D) input sequence
@@ -48,6 +50,7 @@ class RNNCache(NamedTuple):
     h: Any  # (N, T, H) every hidden state h_1 .. h_T
 
 
+@ieee_quiet
 def forward(x: np.ndarray, h0: np.ndarray, W_xh: np.ndarray, W_hh: np.ndarray, b_h: np.ndarray,
             W_hy: np.ndarray | None = None, b_y: np.ndarray | None = None):
     """Run the recurrence over the whole sequence; returns (y or None, h, cache)."""
@@ -65,6 +68,7 @@ def forward(x: np.ndarray, h0: np.ndarray, W_xh: np.ndarray, W_hh: np.ndarray, b
     return y, h, RNNCache(x, h0, W_xh, W_hh, b_h, W_hy, b_y, h)
 
 
+@ieee_quiet
 def backward(dy: np.ndarray | None, dh: np.ndarray | None, cache: RNNCache):
     """BPTT over the whole sequence; returns (dx, dh0, dW_xh, dW_hh, db_h, dW_hy, db_y).
 
