@@ -5,7 +5,9 @@
     from toolkit.ops.activations import sigmoid_forward, activation_backward
 """
 
-from . import backend, validate
+from . import backend, threads, validate
+
+threads.select()  # Numba's threading layer must be chosen before any parallel kernel runs
 
 __version__ = "0.1.0"
-__all__ = ["backend", "validate", "__version__"]
+__all__ = ["backend", "threads", "validate", "__version__"]

@@ -132,3 +132,19 @@ def test_bad_gpu_input_is_named():
         optim.adam_update(param, cp.ones((4, 3)), state, state, 1)
     with pytest.raises(backend.DeviceMismatchError, match="two devices"):
         optim.sgd_update(param, np.ones((4, 3)))
+
+
+def test_gpu_grad_overlapping_a_written_array_is_rejected():
+    buf = cp.arange(1.0, 10.0)
+    param, grad = buf[1:], buf[:-1]
+    before = buf.copy()
+    with pytest.raises(ValueError, match="grad must not share memory with param"):
+        optim.sgd_update(param, grad, lr=0.1)
+    with pytest.raises(ValueError, match="grad must not share memory with param"):
+        optim.adam_update(param, param, cp.zeros(8), cp.zeros(8), 1)
+    m = cp.zeros(8)
+    with pytest.raises(ValueError, match="grad must not share memory with m"):
+        optim.adam_update(param, m, m, cp.zeros(8), 1)
+    assert bool((buf == before).all())
+    optim.sgd_update(param, grad.copy(), lr=0.1)  # a copy is fine
+    assert_same_bits(param, cp.asnumpy(before[1:] - 0.1 * before[:-1]), "param")

@@ -3,6 +3,7 @@ and published figures; shapes by arithmetic vs by running; whole-model gradients
 the fused softmax-cross-entropy; training, determinism, optimizers vs NumPy; bad input named."""
 
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from toolkit.nn import (LSTM, SGD, Activation, Adam, AveragePooling2D, BatchNorm
                         Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequential, SimpleRNN, to_categorical, zoo)
 from toolkit.nn import losses as nn_losses
 from toolkit.nn.base import Layer
+from toolkit.nn.model import NonFiniteLossError
 from toolkit.ops.losses import loss_backward, loss_forward
 
 
@@ -584,3 +586,87 @@ def test_model_backward_returns_dx_unless_told_otherwise(rng):
     assert all(np.array_equal(a, b) for a, b in zip(model.grads(), grads))
     with pytest.raises(TypeError, match="need_dx must be True or False; got 'no'"):
         model.backward(dy, need_dx="no")
+
+
+# --- fit stops at the first non-finite loss (issue 11) -------------------------------------------------------------
+def _recording_model(seed=0):
+    """Dense -> BatchNormalization -> Dropout -> Dense under Adam: every kind of state a step changes (weights,
+    moving statistics, Dropout's counter, Adam's m, v and iterations). ``snapshots`` holds a copy of all of it
+    taken after each update, and the initial one."""
+    model = Sequential([Dense(6, activation="relu", input_shape=(2,)), BatchNormalization(), Dropout(0.25),
+                        Dense(2, activation="softmax")], seed=seed)
+    model.compile(Adam(learning_rate=0.05), "categorical_crossentropy", metrics=["accuracy"])
+    model.build()
+    snapshots = []
+
+    def snapshot():
+        slots = [backend.to_numpy(s).copy() for _, state in model.optimizer._slots.values() for s in state]
+        steps = [layer.step for layer in model.layers if isinstance(layer, Dropout)]
+        snapshots.append((model.get_weights(), slots, model.optimizer.iterations, steps))
+
+    apply = model.optimizer.apply_gradients
+
+    def apply_and_record(params, grads):
+        apply(params, grads)
+        snapshot()
+
+    model.optimizer.apply_gradients = apply_and_record
+    snapshot()
+    return model, snapshots
+
+
+def _assert_same_state(model, snapshot):
+    weights, slots, iterations, steps = snapshot
+    now = [backend.to_numpy(s) for _, state in model.optimizer._slots.values() for s in state]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights, strict=True))  # bit for bit
+    assert all(np.array_equal(a, b) for a, b in zip(now, slots, strict=True))
+    assert model.optimizer.iterations == iterations
+    assert [layer.step for layer in model.layers if isinstance(layer, Dropout)] == steps
+
+
+def test_fit_stops_at_a_nan_in_a_later_batch_with_the_previous_batchs_state(rng):
+    x, y = blobs(rng, n=20)
+    x[13, 1] = np.nan  # batch 3 of 5 (0-based) with batch_size 4 and no shuffling
+    model, snapshots = _recording_model()
+    with pytest.raises(NonFiniteLossError, match=r"the loss is nan \(expected a finite number\) at epoch 1/3, "
+                                                 r"batch 3 \(0-based, of 5\).*NaN/Inf in x and y") as caught:
+        model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0)
+    assert isinstance(caught.value, FloatingPointError)
+    assert (caught.value.epoch, caught.value.batch, math.isnan(caught.value.loss)) == (1, 3, True)
+    assert len(snapshots) == 1 + 3  # three updates ran, the fourth batch's did not
+    _assert_same_state(model, snapshots[-1])
+
+
+def test_fit_stops_at_a_nan_in_x_before_the_first_update(rng):
+    x, y = blobs(rng, n=12)
+    x[0, 0] = np.nan
+    model, snapshots = _recording_model()
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1/2, batch \d \(0-based, of 3\)") as caught:
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0)  # shuffled: the NaN's batch is the seed's
+    assert caught.value.batch == len(snapshots) - 1
+    _assert_same_state(model, snapshots[-1])
+
+
+def test_fit_stops_at_an_inf_in_y(rng):
+    x = random_array(rng, (8, 3), np.float32)
+    y = random_array(rng, (8, 2), np.float32)
+    y[5, 1] = np.inf
+    model = Sequential([Dense(2, input_shape=(3,))], seed=0)
+    model.compile(SGD(learning_rate=0.1, momentum=0.9), "mse")
+    before = model.get_weights()
+    words = r"the loss is inf .* at epoch 1/1, batch 1 \(0-based, of 2\)"
+    with pytest.raises(NonFiniteLossError, match=words) as caught:
+        model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    assert caught.value.loss == np.inf
+    after_first = Sequential([Dense(2, input_shape=(3,))], seed=0)
+    after_first.compile(SGD(learning_rate=0.1, momentum=0.9), "mse")
+    after_first.train_on_batch(x[:4], y[:4])  # the one update fit made
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), after_first.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+
+
+def test_non_finite_loss_error_pickles(rng):
+    import pickle
+
+    err = pickle.loads(pickle.dumps(NonFiniteLossError(float("nan"), 2, 5, 7, 10)))
+    assert (err.epoch, err.epochs, err.batch, err.batches) == (2, 5, 7, 10) and "epoch 2/5, batch 7" in str(err)

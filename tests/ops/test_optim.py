@@ -333,3 +333,49 @@ def test_property_numba_matches_reference(param, lr, momentum, nesterov, beta1, 
     # one Adam step moves each weight by at most lr * sqrt(1 - b2^t) / (1 - b1^t) * |m| / (sqrt(v) + eps)
     bound = reference.adam_step_size(lr, beta1, beta2, step) * np.abs(m) / (np.sqrt(v) + eps)
     assert np.all(np.abs(ours - param) <= bound * (1 + 1e-12) + 1e-12)
+
+
+# --- grad must not overlap what the update writes (issue 11) ---------------------------------------------------
+def _overlapping_cases():
+    """(update, kwargs, the array grad overlaps): the same array and a view shifted by one element."""
+    buf = np.arange(1.0, 10.0)
+    p, g = buf[1:], buf[:-1]  # p[i] is written before g[i + 1] = p[i] is read
+    yield "sgd shifted", optim.sgd_update, dict(param=p, grad=g, lr=0.1), "param"
+    same = np.ones(4)
+    yield "sgd same", optim.sgd_update, dict(param=same, grad=same, lr=0.1), "param"
+    buf2 = np.zeros(9)
+    yield "sgd velocity", optim.sgd_update, dict(param=np.ones(8), grad=buf2[:-1], velocity=buf2[1:], momentum=0.9), \
+        "velocity"
+    yield "adam shifted", optim.adam_update, dict(param=p, grad=g, m=np.zeros(8), v=np.zeros(8), step=1), "param"
+    yield "adam same", optim.adam_update, dict(param=same, grad=same, m=np.zeros(4), v=np.zeros(4), step=1), "param"
+    m = np.zeros(4)
+    yield "adam m", optim.adam_update, dict(param=np.ones(4), grad=m, m=m, v=np.zeros(4), step=1), "m"
+    buf3 = np.ones(5)
+    yield "adam v", optim.adam_update, dict(param=np.ones(4), grad=buf3[1:], m=np.zeros(4), v=buf3[:-1], step=1), "v"
+
+
+@pytest.mark.parametrize("case", list(_overlapping_cases()), ids=lambda c: c[0])
+def test_grad_overlapping_a_written_array_is_rejected_before_any_update(case):
+    _, update, kwargs, written = case
+    before = {k: a.copy() for k, a in kwargs.items() if isinstance(a, np.ndarray)}
+    with pytest.raises(ValueError, match=f"grad must not share memory with {written}, which the update writes "
+                                         f"in place; got .* \\(pass grad.copy\\(\\)\\)"):
+        update(**kwargs)
+    for k, a in before.items():
+        assert np.array_equal(kwargs[k], a), f"{k} changed"
+
+
+def test_a_copy_of_the_shifted_grad_gives_the_reference_values():
+    """What the check protects: with a copy, param -= lr * grad reads every grad value before any write."""
+    buf = np.arange(1.0, 10.0)
+    param, grad = buf[1:], buf[:-1].copy()
+    expected = param - 0.1 * grad
+    optim.sgd_update(param, grad, lr=0.1)
+    assert np.array_equal(param, expected)
+
+
+def test_grad_in_a_disjoint_part_of_params_buffer_is_fine():
+    buf = np.ones(8)
+    param, grad = buf[:4], buf[4:]
+    optim.adam_update(param, grad, np.zeros(4), np.zeros(4), 1, lr=0.5)
+    assert np.array_equal(buf[4:], np.ones(4)) and np.all(buf[:4] < 1)

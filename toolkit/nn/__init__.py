@@ -17,13 +17,13 @@ from .base import Layer, derive_seed
 from .layers import (LSTM, Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                      MaxPooling2D, SimpleRNN)
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, MeanSquaredError
-from .model import Sequential
+from .model import NonFiniteLossError, Sequential
 from .optimizers import SGD, Adam, Optimizer
 from .utils import to_categorical
 
 __all__ = [
     "Layer", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "Dropout", "BatchNormalization",
-    "Activation", "SimpleRNN", "LSTM", "Sequential", "to_categorical", "SGD", "Adam", "Optimizer", "Loss",
+    "Activation", "SimpleRNN", "LSTM", "Sequential", "NonFiniteLossError", "to_categorical", "SGD", "Adam", "Optimizer", "Loss",
     "CategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError", "initializers", "losses", "metrics",
     "optimizers", "zoo", "derive_seed",
 ]

@@ -21,10 +21,16 @@ Conventions a learner could trip on:
   logits (see losses.py); predict still returns probabilities.
 * The epoch loss and metrics in the history are batch means averaged with the batch sizes as weights,
   taken before each batch's update (Keras' running average); evaluate averages the same way.
+* ``fit`` stops at the first batch whose loss is NaN or +-Inf (NaN/Inf in x or y, or a diverging run)
+  with a ``NonFiniteLossError`` naming the epoch (1-based, as fit prints it), the batch (0-based, as
+  Keras' TerminateOnNaN) and the loss, before that batch's backward pass and update: the weights, the
+  optimizer state, BatchNormalization's moving statistics and Dropout's mask counter are those after
+  the previous batch. (``train_on_batch`` returns the non-finite loss and updates, as Keras does.)
 """
 
 from __future__ import annotations
 
+import math
 import time
 from numbers import Integral
 from typing import Any, Callable
@@ -38,6 +44,22 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import summary as summary_module
 from .base import Layer, Shape, check_dtype, check_seed, derive_seed, format_shape, normalize_shape
+
+
+class NonFiniteLossError(FloatingPointError):
+    """fit met a NaN or infinite loss (Keras' TerminateOnNaN, as an error). A FloatingPointError, like
+    NumPy's under np.errstate(all="raise"): the cause is arithmetic (bad values in the data, or a diverging
+    run), not an argument of the wrong kind. ``epoch`` is 1-based, ``batch`` 0-based."""
+
+    def __init__(self, loss: float, epoch: int, epochs: int, batch: int, batches: int):
+        self.loss, self.epoch, self.epochs, self.batch, self.batches = loss, epoch, epochs, batch, batches
+        super().__init__(
+            f"fit stopped: the loss is {loss} (expected a finite number) at epoch {epoch}/{epochs}, batch {batch} "
+            f"(0-based, of {batches}); the weights and optimizer state are those before this batch. Look for "
+            f"NaN/Inf in x and y (np.isfinite(x).all()), or lower the learning rate if training diverged")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, so a Pool worker's error reaches the parent
+        return type(self), (self.loss, self.epoch, self.epochs, self.batch, self.batches)
 
 
 class Sequential:
@@ -330,14 +352,36 @@ class Sequential:
         loss, logits = self._objective()
         return float(loss.forward(self.forward(x, training=training, logits=logits), y)[0])
 
-    def _train_step(self, x: Any, y: Any, metrics: list[metrics_module.Metric]) -> list[float]:
+    def _training_state(self) -> list[tuple[Layer, list[Any], Any]]:
+        """Copies of what a training forward pass changes in place: BatchNormalization's moving statistics
+        and Dropout's call counter (small: one vector per feature, one int)."""
+        return [(layer, [backend.array_module(a).copy(a) for a in layer.state()], getattr(layer, "step", None))
+                for layer in self._layers if layer.state() or hasattr(layer, "step")]
+
+    @staticmethod
+    def _restore_training_state(saved: list[tuple[Layer, list[Any], Any]]) -> None:
+        for layer, arrays, step in saved:
+            for target, value in zip(layer.state(), arrays):
+                target[...] = value  # in place: the arrays are the layer's own
+            if step is not None:
+                layer.step = step
+
+    def _train_step(self, x: Any, y: Any, metrics: list[metrics_module.Metric],
+                    position: tuple[int, int, int, int] | None = None) -> list[float]:
+        """One update. With ``position`` = (epoch, epochs, batch, batches), fit's place: a non-finite loss
+        raises NonFiniteLossError before the backward pass, with the forward pass's changes undone."""
         if self.optimizer is None:
             raise RuntimeError(f"model {self.name!r} is not compiled: call compile(optimizer=..., loss=...) first")
         loss, logits = self._objective()
+        saved = self._training_state() if position is not None else []
         out = self.forward(x, training=True, logits=logits)
         value, cache = loss.forward(out, y)
+        value = float(value)
+        if position is not None and not math.isfinite(value):
+            self._restore_training_state(saved)
+            raise NonFiniteLossError(value, *position)
         self.backward(loss.backward(cache), need_dx=False)  # the first layer's dx would go nowhere
-        scores = [float(value)] + [m(self._probabilities(out, logits), y) for m in metrics]
+        scores = [value] + [m(self._probabilities(out, logits), y) for m in metrics]
         self.optimizer.apply_gradients(self.trainable_params(), self.trainable_grads())
         return scores
 
@@ -378,9 +422,11 @@ class Sequential:
             started = time.perf_counter()
             order = rng.permutation(n) if shuffle else np.arange(n)
             sums = np.zeros(len(names))
-            for start in range(0, n, batch_size):
+            batches = -(-n // batch_size)
+            for batch, start in enumerate(range(0, n, batch_size)):
                 idx = xp.asarray(order[start:start + batch_size])
-                sums += np.asarray(self._train_step(x[idx], y[idx], metrics)) * len(idx)
+                position = (epoch + 1, epochs, batch, batches)
+                sums += np.asarray(self._train_step(x[idx], y[idx], metrics, position)) * len(idx)
             for name, total in zip(names, sums):
                 history[name].append(float(total / n))
             if validation_data is not None:
