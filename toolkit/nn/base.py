@@ -24,6 +24,7 @@ Every error raised by a layer, including the op's own validation errors, starts 
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 from typing import Any, Callable
 
@@ -67,20 +68,21 @@ def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype | None:
 
 
 def positive(name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a positive integer; got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value}")
-    return int(value)
+    """A positive int at most validate.SIZE_LIMIT (2**63 - 1): units, filters, sizes of a shape."""
+    return validate.positive_int(name, value)
 
 
 def pair(name: str, value: Any) -> tuple[int, int]:
-    """An int or a pair of positive ints (rows, cols), as Keras' kernel_size / strides / pool_size."""
+    """An int or a pair of positive ints (rows, cols), as Keras' kernel_size / strides / pool_size; at most
+    validate.GEOMETRY_LIMIT (2**31 - 1), the ops' bound on window geometry."""
+    def window(label: str, v: Any) -> int:
+        return validate.positive_int(label, v, high=validate.GEOMETRY_LIMIT)
+
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (rows, cols) of ints; got {value!r}")
-        return positive(f"{name}[0]", value[0]), positive(f"{name}[1]", value[1])
-    v = positive(name, value)
+        return window(f"{name}[0]", value[0]), window(f"{name}[1]", value[1])
+    v = window(name, value)
     return v, v
 
 
@@ -230,14 +232,14 @@ class Layer:
     def count_params(self, input_shape: Any = None) -> int:
         """Number of parameters, trainable and not (Keras' count_params), for ``input_shape`` or the built one."""
         shapes = {**self.param_shapes(input_shape), **self.state_shapes(input_shape)}
-        return int(sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values()))
+        return sum(math.prod(s) for s in shapes.values())  # Python ints: no int64 wraparound
 
     def count_trainable_params(self, input_shape: Any = None) -> int:
         """Parameters an optimizer updates: 0 for a frozen layer (trainable=False), like Keras."""
         if not self.trainable:
             self.param_shapes(input_shape)  # still checks the shape
             return 0
-        return int(sum(int(np.prod(s, dtype=np.int64)) for s in self.param_shapes(input_shape).values()))
+        return sum(math.prod(s) for s in self.param_shapes(input_shape).values())
 
     # ------------------------------------------------------------------ building
     @property
@@ -254,6 +256,7 @@ class Layer:
         device = backend.current()
         made: dict[str, Any] = {}
         trainable = self._param_shapes(shape)
+        self._check_param_memory({**trainable, **self._state_shapes(shape)}, dtype, device)
         for index, (name, pshape) in enumerate({**trainable, **self._state_shapes(shape)}.items()):
             value = self.initializer_of(name)(tuple(pshape), dtype, derive_seed(seed, index))
             made[name] = backend.to_device(np.ascontiguousarray(value, dtype=dtype), device)
@@ -263,6 +266,17 @@ class Layer:
         self.cache = None
         self.input_shape = (None, *shape[1:])
         self.built = True
+
+    def _check_param_memory(self, shapes: dict[str, tuple[int, ...]], dtype: np.dtype, device: str) -> None:
+        """Refuse parameters that cannot fit before drawing any: all of them on ``device``, and the largest
+        one's float64 draw on the host (the initialisers draw there, then round)."""
+        if not shapes:
+            return
+        needs = [(f"{self.label}: the configuration {self.config()}", f"the parameter {name!r}", pshape, dtype)
+                 for name, pshape in shapes.items()]
+        validate.fits(device, needs)
+        largest = max(needs, key=lambda need: math.prod(need[2]))
+        validate.fits("cpu", [(largest[0], f"the float64 draw of {largest[1]}", largest[2], np.float64)])
 
     # ------------------------------------------------------------------ parameters
     def params(self) -> list[Any]:

@@ -24,6 +24,7 @@ Conventions a learner could trip on:
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 from typing import Any, Callable
 
@@ -258,7 +259,7 @@ class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), row-major (channels vary fastest), as Keras."""
 
     def _output_shape(self, shape: Shape) -> Shape:
-        return shape[0], int(np.prod(shape[1:], dtype=np.int64))
+        return shape[0], math.prod(shape[1:])  # Python ints: no int64 wraparound
 
     def _forward(self, x: Any, training: bool) -> Any:
         y, self.cache = flatten_forward(x)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import ALL, ALONG_AXIS, PARAMETERS, ActivationCache
 
 __all__ = [
@@ -41,18 +42,28 @@ def _params(name: str, given: dict[str, Any], ndim: int) -> dict[str, Any]:
     return params
 
 
+def _check_limits(x: Any, name: str, params: dict[str, Any], outputs: int) -> None:
+    """Refuse outputs that cannot fit, before allocating: ``outputs`` arrays of x's shape (y; y and dx
+    fused), and for softmax along an axis that is not the last, x and each output moved to rows (copies)."""
+    arrays = outputs
+    if name in ALONG_AXIS and params["axis"] != x.ndim - 1:
+        arrays += 2 * outputs  # the rows of x (and dy) and each output's rows, before moving back
+    what = "the output y" if arrays == 1 else f"{arrays} arrays of x's shape (outputs and row copies)"
+    validate.fits(x, [(lambda: f"x {tuple(x.shape)}", what, (arrays, *x.shape), x.dtype)])
+
+
 def activation_forward(x: Any, name: str, **params: Any) -> tuple[Any, ActivationCache]:
     """y = f(x) for activation ``name`` (one of ALL); returns (y, cache)."""
     validate.choice("name", name, ALL)
     x = validate.array("x", x)
     params = _params(name, params, x.ndim)
+    _check_limits(x, name, params, 1)
     return backend.dispatch("activations", x=x).forward(name, x, **params)
 
 
 def activation_backward(dy: Any, cache: ActivationCache) -> Any:
     """dx = dL/dx given dy = dL/dy and the cache of the forward pass."""
-    if not isinstance(cache, ActivationCache):
-        raise TypeError(f"cache must be the ActivationCache returned by activation_forward; got {type(cache).__name__}")
+    cache = cache_checks.activation(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.y.shape, dtype=cache.y.dtype)
     return backend.dispatch("activations", dy=dy, x=cache.x).backward(dy, cache)
 
@@ -66,6 +77,7 @@ def activation_forward_backward(x: Any, dy: Any, name: str, **params: Any) -> tu
     x = validate.array("x", x)
     dy = validate.array("dy", dy, shape=x.shape, dtype=x.dtype)
     params = _params(name, params, x.ndim)
+    _check_limits(x, name, params, 2)
     impl = backend.dispatch("activations", x=x, dy=dy)
     fused = getattr(impl, "forward_backward", None)
     if fused is None:  # an implementation without the fused kernel: the same result in two passes

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import AttentionCache
 
 __all__ = ["AttentionCache", "attention_forward", "attention_backward", "attention_scores"]
@@ -55,10 +56,12 @@ def _mask(mask: Any, n: int, tq: int, tk: int) -> Any:
     if tuple(mask.shape) not in ((tq, tk), (n, tq, tk)):
         raise ValueError(f"mask must have shape (Tq, Tk) = ({tq}, {tk}) or (N, Tq, Tk) = ({n}, {tq}, {tk}); "
                          f"got {tuple(mask.shape)}")
-    mask = mask.reshape((-1, tq, tk))
-    if not mask.flags.c_contiguous:
-        mask = backend.array_module(mask).ascontiguousarray(mask)
-    return mask
+    if isinstance(mask, np.ma.MaskedArray):
+        raise TypeError("mask must be a plain bool array; got a masked array (numpy.ma), whose own mask would "
+                        "be ignored: fill it first, e.g. mask.filled(False)")
+    if isinstance(mask, np.ndarray):
+        mask = np.asarray(mask)  # np.matrix & co as a plain array
+    return validate.contiguous("mask", mask.reshape((-1, tq, tk)))
 
 
 def _scale(scale: Any, d: int) -> float:
@@ -70,9 +73,32 @@ def _scale(scale: Any, d: int) -> float:
                     f"got {scale!r} ({type(scale).__name__})")
 
 
+def _check_limits(q: Any, k: Any, v: Any | None) -> None:
+    """Refuse what cannot fit before anything is allocated: the (N, Tq, Tk) scores or weights (the CPU
+    keeps them; the GPU's fused forward does not, only its statistics), the output (N, Tq, dv)."""
+    n, tq, d = (int(s) for s in q.shape)
+    tk = int(k.shape[1])
+    def sizes() -> str:  # formatted only for an error
+        return f"q {tuple(q.shape)} and k {tuple(k.shape)} (Tq = {tq}, Tk = {tk})"
+
+    scores = (sizes, "the attention scores (N, Tq, Tk)", (n, tq, tk), q.dtype)
+    if v is None:  # attention_scores: the scores are its output, on either device
+        validate.kernel_ints(q, [("d", d)])
+        validate.fits(q, [scores])
+        return
+    dv = int(v.shape[2])
+    needs = [(lambda: f"q {tuple(q.shape)} and v {tuple(v.shape)}", "the output (N, Tq, dv)", (n, tq, dv), q.dtype)]
+    if backend.is_gpu_array(q):
+        needs.append((sizes, "the softmax statistics (2, N, Tq)", (2, n, tq), q.dtype))
+    else:
+        needs.append((sizes, "the attention weights (N, Tq, Tk)", (n, tq, tk), q.dtype))
+    validate.fits(q, needs)
+
+
 def attention_forward(q: Any, k: Any, v: Any, mask: Any = None, scale: Any = True) -> tuple[Any, AttentionCache]:
     """out = softmax(q k^T * s, masked) v; returns (out (N, Tq, dv), cache with the weights)."""
     q, k, v = _inputs(q, k, v)
+    _check_limits(q, k, v)
     mask = _mask(mask, q.shape[0], q.shape[1], k.shape[1])
     s = _scale(scale, q.shape[2])
     return backend.dispatch("attention", q=q, k=k, v=v, mask=mask).forward(q, k, v, mask, s)
@@ -82,14 +108,18 @@ def attention_backward(dout: Any, cache: AttentionCache) -> tuple[Any, Any, Any]
     """(dq, dk, dv) given dout = dL/dout (N, Tq, dv) and the cache of the forward pass."""
     if not isinstance(cache, AttentionCache):
         raise TypeError(f"cache must be the AttentionCache returned by attention_forward; got {type(cache).__name__}")
+    # The implementation decides the weights' form: an array (CPU), or the GPU's DeferredWeights (its statistics).
+    impl = backend.dispatch("attention", dout=dout, q=cache.q)
+    cache = cache_checks.attention(cache, deferred=getattr(impl, "DeferredWeights", None))
     n, tq, _ = cache.q.shape
     dout = validate.array("dout", dout, shape=(n, tq, cache.v.shape[2]), dtype=cache.q.dtype)
-    return backend.dispatch("attention", dout=dout, q=cache.q).backward(dout, cache)
+    return impl.backward(dout, cache)
 
 
 def attention_scores(q: Any, k: Any, mask: Any = None, scale: Any = True) -> Any:
     """The scores S = q k^T * s (N, Tq, Tk) the softmax receives, -inf where masked."""
     q, k, _ = _inputs(q, k, None)
+    _check_limits(q, k, None)
     mask = _mask(mask, q.shape[0], q.shape[1], k.shape[1])
     s = _scale(scale, q.shape[2])
     return backend.dispatch("attention", q=q, k=k, mask=mask).scores(q, k, mask, s)

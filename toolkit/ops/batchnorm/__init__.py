@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import BatchNormCache
 
 __all__ = ["BatchNormCache", "batchnorm_forward", "batchnorm_backward"]
@@ -46,6 +47,8 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any, running_
     lowest = float(checked_var.min())
     if lowest < 0:  # NaN compares False: it propagates instead
         raise ValueError(f"running_var must be >= 0 (it is a variance); got a minimum of {lowest}")
+    validate.fits(x, [(lambda: f"x {tuple(x.shape)}", "the output y and the cache's normalised x_hat (2, *x.shape)",
+                       (2, *x.shape), x.dtype)])
     return backend.dispatch("batchnorm", x=x, gamma=gamma, beta=beta, running_mean=checked_mean,
                             running_var=checked_var).forward(x, gamma, beta, checked_mean, checked_var,
                                                              training, momentum, eps)
@@ -53,7 +56,6 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, running_mean: Any, running_
 
 def batchnorm_backward(dy: Any, cache: BatchNormCache) -> tuple[Any, Any, Any]:
     """(dx, dgamma, dbeta) given dy = dL/dy and the cache of the forward pass."""
-    if not isinstance(cache, BatchNormCache):
-        raise TypeError(f"cache must be the BatchNormCache returned by batchnorm_forward; got {type(cache).__name__}")
+    cache = cache_checks.batchnorm(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.x_hat.shape, dtype=cache.x_hat.dtype)
     return backend.dispatch("batchnorm", dy=dy, x_hat=cache.x_hat).backward(dy, cache)

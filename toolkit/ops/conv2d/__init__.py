@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from . import geometry
 from .reference import Conv2DCache
 
@@ -39,7 +40,8 @@ def conv2d_forward(x: Any, w: Any, b: Any = None, stride: Any = 1,
     stride = validate.pair("stride", stride)
     input_hw, kernel_hw = (x.shape[1], x.shape[2]), (w.shape[0], w.shape[1])
     pads = geometry.resolve_padding(padding, input_hw, kernel_hw, stride)
-    geometry.output_shape(input_hw, kernel_hw, stride, pads, kernel_name="kernel (w)")
+    out_hw = geometry.output_shape(input_hw, kernel_hw, stride, pads, kernel_name="kernel (w)")
+    geometry.check_limits(x, w, stride, pads, out_hw)
     return backend.dispatch("conv2d", x=x, w=w, b=b).forward(x, w, b, stride, pads)
 
 
@@ -50,7 +52,6 @@ def conv2d_backward(dy: Any, cache: Conv2DCache, need_dx: bool = True) -> tuple[
     for a layer whose input is the data (nothing below it needs dx); dw and db are unchanged, bit for bit.
     """
     need_dx = validate.flag("need_dx", need_dx)
-    if not isinstance(cache, Conv2DCache):
-        raise TypeError(f"cache must be the Conv2DCache returned by conv2d_forward; got {type(cache).__name__}")
+    cache = cache_checks.conv2d(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.y_shape, dtype=cache.x.dtype)
     return backend.dispatch("conv2d", dy=dy, x=cache.x).backward(dy, cache, need_dx=need_dx)

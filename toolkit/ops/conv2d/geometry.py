@@ -27,7 +27,7 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
-from ... import validate
+from ... import backend, validate
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 MODES = ("valid", "same")
@@ -53,9 +53,13 @@ def _side_pair(name: str, value: Any) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (before, after) of ints; got {value!r}")
-        return (validate.non_negative_int(f"{name}[0]", value[0]), validate.non_negative_int(f"{name}[1]", value[1]))
-    p = validate.non_negative_int(name, value)
+        return _pad(f"{name}[0]", value[0]), _pad(f"{name}[1]", value[1])
+    p = _pad(name, value)
     return p, p
+
+
+def _pad(name: str, value: Any) -> int:
+    return validate.non_negative_int(name, value, high=validate.GEOMETRY_LIMIT)
 
 
 def resolve_padding(padding: Any, input_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -79,7 +83,7 @@ def resolve_padding(padding: Any, input_hw: tuple[int, int], kernel_hw: tuple[in
         return _side_pair(f"{name}[0]", padding[0]), _side_pair(f"{name}[1]", padding[1])
     if isinstance(padding, bool) or not isinstance(padding, Integral):
         raise TypeError(f"{name} must be {ACCEPTED}; got {padding!r} ({type(padding).__name__})")
-    p = validate.non_negative_int(name, padding)
+    p = _pad(name, padding)
     return (p, p), (p, p)
 
 
@@ -99,3 +103,37 @@ def output_shape(input_hw: tuple[int, int], kernel_hw: tuple[int, int], stride_h
             )
         out.append(output_size(n, k, s, before, after))
     return out[0], out[1]
+
+
+def padded_hw(input_hw: tuple[int, int], pads: Pads) -> tuple[int, int]:
+    """(H + top + bottom, W + left + right)."""
+    return input_hw[0] + pads[0][0] + pads[0][1], input_hw[1] + pads[1][0] + pads[1][1]
+
+
+def check_limits(x: Any, w: Any, stride: tuple[int, int], pads: Pads, out_hw: tuple[int, int]) -> None:
+    """Refuse, before any allocation or launch, a convolution whose arrays cannot fit in memory
+    (validate.AllocationError naming the argument) or whose sizes overflow the CUDA kernels' ints.
+
+    Counted: the output y; on the CPU also the padded input (the direct and shifted paths build it; the
+    GPU's implicit GEMM reads the padding as zeros) and one image's im2col columns (the im2col path's
+    smallest chunk). Not counted: x and w, which exist already.
+    """
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    oh, ow = out_hw
+    hp, wp = padded_hw((h, wd), pads)
+    if backend.is_gpu_array(x):  # conv2d.cu's Geometry is all int, and oh*sh - top + kh spans the padded sides
+        validate.kernel_ints(x, [("N", n), ("H + top + bottom", hp), ("W + left + right", wp), ("Cin", cin),
+                                 ("Cout", cout), ("H*W", h * wd), ("OH*OW", oh * ow), ("KH*KW*Cin", kh * kw * cin),
+                                 ("KH*KW*Cout", kh * kw * cout)])
+
+    def shapes() -> str:
+        return f"x {tuple(x.shape)}, w {tuple(w.shape)}, stride {tuple(stride)} and padding {pads}"
+
+    needs = [(shapes, "the output y (N, OH, OW, Cout)", (n, oh, ow, cout), x.dtype)]
+    if not backend.is_gpu_array(x):
+        needs.append((shapes, "one image's im2col columns (OH*OW, KH*KW*Cin)", (oh * ow, kh * kw * cin), x.dtype))
+        if hp != h or wp != wd:  # first: when it alone cannot fit, padding is the argument to blame
+            needs.insert(0, (lambda: f"padding {pads}", "the padded input (N, H+top+bottom, W+left+right, Cin)",
+                             (n, hp, wp, cin), x.dtype))
+    validate.fits(x, needs)

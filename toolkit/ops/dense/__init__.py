@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import DenseCache
 
 __all__ = ["DenseCache", "dense_forward", "dense_backward"]
@@ -31,6 +32,9 @@ def dense_forward(x: Any, W: Any, b: Any = None) -> tuple[Any, DenseCache]:
         outputs = W.shape[1]
         if tuple(b.shape) != (outputs,):
             raise ValueError(f"b must have shape ({outputs},) to match W's {outputs} outputs; got {tuple(b.shape)}")
+    n, out = x.shape[0], W.shape[1]
+    validate.fits(x, [(lambda: f"x {tuple(x.shape)} (N = {n}) and W {tuple(W.shape)} (out = {out})",
+                       "the output y (N, out)", (n, out), x.dtype)])
     return backend.dispatch("dense", x=x, W=W, b=b).forward(x, W, b)
 
 
@@ -41,8 +45,7 @@ def dense_backward(dy: Any, cache: DenseCache, need_dx: bool = True) -> tuple[An
     input is the data (nothing below it needs dx); dW and db are unchanged, bit for bit.
     """
     need_dx = validate.flag("need_dx", need_dx)
-    if not isinstance(cache, DenseCache):
-        raise TypeError(f"cache must be the DenseCache returned by dense_forward; got {type(cache).__name__}")
+    cache = cache_checks.dense(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     expected = (cache.x.shape[0], cache.W.shape[1])
     dy = validate.array("dy", dy, shape=expected, dtype=cache.x.dtype)
     return backend.dispatch("dense", dy=dy, x=cache.x).backward(dy, cache, need_dx=need_dx)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import DropoutCache
 
 __all__ = ["DropoutCache", "dropout_forward", "dropout_backward", "dropout_mask"]
@@ -42,13 +43,17 @@ def dropout_forward(x: Any, rate: Any, seed: Any, training: Any = True) -> tuple
     rate = _rate(rate)
     seed = _seed(seed)
     training = validate.flag("training", training)
+    shape = lambda: f"x {tuple(x.shape)}"  # noqa: E731  (formatted only for an error)
+    needs = [(shape, "the output y", x.shape, x.dtype)]
+    if training:
+        needs.append((shape, "the keep mask (bool, x's shape)", x.shape, np.bool_))
+    validate.fits(x, needs)
     return backend.dispatch("dropout", x=x).forward(x, rate, seed, training)
 
 
 def dropout_backward(dy: Any, cache: DropoutCache) -> Any:
     """dx = dy / (1 - rate) where kept, 0 where dropped (dy itself after an inference pass)."""
-    if not isinstance(cache, DropoutCache):
-        raise TypeError(f"cache must be the DropoutCache returned by dropout_forward; got {type(cache).__name__}")
+    cache = cache_checks.dropout(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.x_shape, dtype=cache.dtype)
     return backend.dispatch("dropout", dy=dy, mask=cache.mask).backward(dy, cache)
 
@@ -61,4 +66,6 @@ def dropout_mask(shape: Any, rate: Any, seed: Any) -> Any:
     dims = tuple(validate.positive_int(f"shape[{i}]", d) for i, d in enumerate(dims))
     rate = _rate(rate)
     seed = _seed(seed)
-    return backend.implementation("dropout", backend.current()).dropout_mask(dims, rate, seed)
+    device = backend.current()
+    validate.fits(device, [(f"shape {dims}", "the bool mask", dims, np.bool_)])
+    return backend.implementation("dropout", device).dropout_mask(dims, rate, seed)

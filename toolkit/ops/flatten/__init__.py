@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import FlattenCache
 
 __all__ = ["FlattenCache", "flatten_forward", "flatten_backward"]
@@ -27,7 +28,6 @@ def flatten_forward(x: Any) -> tuple[Any, FlattenCache]:
 
 def flatten_backward(dy: Any, cache: FlattenCache) -> Any:
     """dx = dy reshaped back to the forward input's shape."""
-    if not isinstance(cache, FlattenCache):
-        raise TypeError(f"cache must be the FlattenCache returned by flatten_forward; got {type(cache).__name__}")
+    cache = cache_checks.flatten(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.y_shape, dtype=cache.dtype)
     return backend.dispatch("flatten", dy=dy).backward(dy, cache)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import ALL, ALONG_AXIS, EPSILON, PARAMETERS, LossCache
 
 __all__ = [
@@ -44,7 +45,21 @@ def loss_forward(name: str, y: Any, t: Any, **params: Any) -> tuple[Any, LossCac
     t = validate.array("t", t, dtype=y.dtype)
     validate.same_shape("t", t, "y", y)
     params = _params(name, params, y.ndim)
+    _check_limits(name, y, params)
     return backend.dispatch("losses", y=y, t=t).forward(name, y, t, **params)
+
+
+def _check_limits(name: str, y: Any, params: dict[str, Any]) -> None:
+    """Refuse what cannot fit before allocating. Only the fused softmax cross-entropy makes arrays of
+    y's size: the probabilities it caches, one float64 loss per row, and for an axis that is not the last,
+    y and t moved to rows and the probabilities moved back (copies). The other losses sum in place."""
+    if name != "softmax_crossentropy":
+        return
+    arrays = 1 if params["axis"] == y.ndim - 1 else 4
+    rows = y.size // y.shape[params["axis"]]
+    sizes = lambda: f"y {tuple(y.shape)}"  # noqa: E731  (formatted only for an error)
+    validate.fits(y, [(sizes, "the probabilities (and row copies) of y's shape", (arrays, *y.shape), y.dtype),
+                      (sizes, "the per-row losses (float64)", (rows,), "float64")])
 
 
 def _scalar(dloss: Any) -> float:
@@ -61,8 +76,7 @@ def _scalar(dloss: Any) -> float:
 
 def loss_backward(cache: LossCache, dloss: Any = 1.0) -> Any:
     """dL/dy (y's shape and dtype) times the upstream gradient ``dloss`` (1 when the loss is the output)."""
-    if not isinstance(cache, LossCache):
-        raise TypeError(f"cache must be the LossCache returned by loss_forward; got {type(cache).__name__}")
+    cache = cache_checks.loss(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dloss = _scalar(dloss)
     return backend.dispatch("losses", y=cache.y, t=cache.t).backward(cache, dloss)
 

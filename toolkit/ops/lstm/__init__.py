@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import LSTMCache
 
 __all__ = ["LSTMCache", "lstm_forward", "lstm_backward"]
@@ -38,16 +39,31 @@ def lstm_forward(x: Any, h0: Any, c0: Any, W: Any, U: Any, b: Any):
     H = W.shape[1] // 4
     U = validate.array("U", U, shape=(H, 4 * H), dtype=dtype)
     b = validate.array("b", b, shape=(4 * H,), dtype=dtype)
+    h0 = None if h0 is None else validate.array("h0", h0, shape=(N, H), dtype=dtype)
+    c0 = None if c0 is None else validate.array("c0", c0, shape=(N, H), dtype=dtype)
+    _check_limits(x, W, H, zero_states=(h0 is None) + (c0 is None))
     xp = backend.array_module(x)
-    h0 = xp.zeros((N, H), dtype=dtype) if h0 is None else validate.array("h0", h0, shape=(N, H), dtype=dtype)
-    c0 = xp.zeros((N, H), dtype=dtype) if c0 is None else validate.array("c0", c0, shape=(N, H), dtype=dtype)
+    h0 = xp.zeros((N, H), dtype=dtype) if h0 is None else h0
+    c0 = xp.zeros((N, H), dtype=dtype) if c0 is None else c0
     return backend.dispatch("lstm", x=x, h0=h0, c0=c0, W=W, U=U, b=b).forward(x, h0, c0, W, U, b)
+
+
+def _check_limits(x: Any, W: Any, H: int, zero_states: int) -> None:
+    """Refuse what cannot fit before allocating: the state sequences h, c (N, T, H), the gates and the
+    input projection x W + b (N, T, 4H each), the recurrent product (N, 4H) and the zero initial states."""
+    N, T, _ = (int(s) for s in x.shape)
+    def sizes() -> str:  # formatted only for an error
+        return f"x {tuple(x.shape)} (N = {N}, T = {T}) and W {tuple(W.shape)} (H = {H})"
+
+    validate.fits(x, [(sizes, "the state sequences h and c (2, N, T, H)", (2, N, T, H), x.dtype),
+                      (sizes, "the gates and the input projection (2, N, T, 4H)", (2, N, T, 4 * H), x.dtype),
+                      (sizes, "the recurrent product and zero initial states (N, 4H + 2H)",
+                       (N, 4 * H + zero_states * H), x.dtype)])
 
 
 def lstm_backward(dh: Any, cache: LSTMCache, dc_last: Any = None):
     """BPTT through the whole sequence; returns (dx, dh0, dc0, dW, dU, db)."""
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(f"cache must be the LSTMCache returned by lstm_forward; got {type(cache).__name__}")
+    cache = cache_checks.lstm(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     if dh is None and dc_last is None:
         raise ValueError("lstm_backward needs dh (N, T, H) or dc_last (N, H); both are None")
     N, T, H = cache.h.shape

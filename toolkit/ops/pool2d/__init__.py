@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
-from .geometry import check_windows, resolve_padding
+from .. import cache_checks
+from .geometry import check_limits, check_windows, resolve_padding
 from .reference import MODES, Pool2DCache
 
 __all__ = ["MODES", "Pool2DCache", "pool2d_forward", "pool2d_backward",
@@ -33,13 +34,13 @@ def pool2d_forward(x: Any, pool_size: Any = 2, stride: Any = None, padding: Any 
     spatial = (int(x.shape[1]), int(x.shape[2]))
     pads = resolve_padding(padding, spatial, pool, strides)
     check_windows(spatial, pool, pads)
+    check_limits(x, pool, strides, pads, mode)
     return backend.dispatch("pool2d", x=x).forward(x, pool, strides, pads, mode)
 
 
 def pool2d_backward(dy: Any, cache: Pool2DCache) -> Any:
     """dx = dL/dx (N, H, W, C) given dy = dL/dy (N, OH, OW, C) and the cache of the forward pass."""
-    if not isinstance(cache, Pool2DCache):
-        raise TypeError(f"cache must be the Pool2DCache returned by pool2d_forward; got {type(cache).__name__}")
+    cache = cache_checks.pool2d(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     dy = validate.array("dy", dy, shape=cache.y_shape, dtype=cache.dtype)
     return backend.dispatch("pool2d", dy=dy, argmax=cache.argmax).backward(dy, cache)
 

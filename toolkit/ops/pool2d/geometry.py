@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import functools
 
+from typing import Any
+
 import numpy as np
 
+from ... import backend, validate
 from ..conv2d.geometry import Pads as Padding  # ((top, bottom), (left, right))
-from ..conv2d.geometry import output_size, resolve_padding, same_padding
+from ..conv2d.geometry import output_size, padded_hw, resolve_padding, same_padding
 
 __all__ = ["Padding", "output_size", "resolve_padding", "same_padding", "output_hw", "check_windows",
-           "window_bounds", "real_cell_counts"]
+           "check_limits", "window_bounds", "real_cell_counts"]
 
 
 def output_hw(spatial: tuple[int, int], pool: tuple[int, int], stride: tuple[int, int],
@@ -49,6 +52,31 @@ def check_windows(spatial: tuple[int, int], pool: tuple[int, int], padding: Padd
         if before >= k or after >= k:
             raise ValueError(f"padding {axis_name} must be smaller than pool_size ({k}) on each side so every "
                              f"window holds a real cell; got {(before, after)}")
+
+
+def check_limits(x: Any, pool: tuple[int, int], stride: tuple[int, int], padding: Padding, mode: str) -> None:
+    """Refuse, before any allocation or launch, a pooling whose arrays cannot fit in memory
+    (validate.AllocationError naming the arguments) or whose sizes overflow the CUDA kernels' ints.
+
+    Counted: the output y, max mode's int64 argmax of y's shape, and on the CPU the average's (OH, OW)
+    divisors. The kernels never pad x in memory (padded cells are skipped), so padding costs only
+    through the output size.
+    """
+    n, h, w, c = x.shape
+    oh, ow = output_hw((h, w), pool, stride, padding)
+    hp, wp = padded_hw((h, w), padding)
+    # pool2d.cu takes every size as int, and o * stride - top runs up to the padded sides
+    validate.kernel_ints(x, [("H + top + bottom", hp), ("W + left + right", wp), ("C", c)])
+
+    def shapes() -> str:
+        return f"x {tuple(x.shape)}, pool_size {tuple(pool)}, stride {tuple(stride)} and padding {padding}"
+
+    needs = [(shapes, "the output y (N, OH, OW, C)", (n, oh, ow, c), x.dtype)]
+    if mode == "max":
+        needs.append((shapes, "the argmax (N, OH, OW, C) of the max pooling", (n, oh, ow, c), np.int64))
+    elif mode == "avg" and not backend.is_gpu_array(x):
+        needs.append((shapes, "the window sizes (OH, OW) the average divides by", (oh, ow), x.dtype))
+    validate.fits(x, needs)
 
 
 def window_bounds(o: int, s: int, k: int, before: int, n: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import backend, validate
+from .. import cache_checks
 from .reference import RNNCache
 
 __all__ = ["RNNCache", "rnn_forward", "rnn_backward"]
@@ -38,9 +39,7 @@ def rnn_forward(x: Any, h0: Any, W_xh: Any, W_hh: Any, b_h: Any, W_hy: Any = Non
     H = W_xh.shape[1]
     W_hh = validate.array("W_hh", W_hh, shape=(H, H), dtype=dtype)
     b_h = validate.array("b_h", b_h, shape=(H,), dtype=dtype)
-    if h0 is None:
-        h0 = backend.array_module(x).zeros((N, H), dtype=dtype)
-    else:
+    if h0 is not None:
         h0 = validate.array("h0", h0, shape=(N, H), dtype=dtype)
     if W_hy is None:
         if b_y is not None:
@@ -51,14 +50,33 @@ def rnn_forward(x: Any, h0: Any, W_xh: Any, W_hh: Any, b_h: Any, W_hy: Any = Non
             raise ValueError(f"W_hy must have shape (H, O) with H = {H} (from W_xh); got {tuple(W_hy.shape)}")
         if b_y is not None:
             b_y = validate.array("b_y", b_y, shape=(W_hy.shape[1],), dtype=dtype)
+    _check_limits(x, W_xh, W_hy, zero_state=h0 is None)
+    if h0 is None:
+        h0 = backend.array_module(x).zeros((N, H), dtype=dtype)
     return backend.dispatch("rnn", x=x, h0=h0, W_xh=W_xh, W_hh=W_hh, b_h=b_h, W_hy=W_hy, b_y=b_y).forward(
         x, h0, W_xh, W_hh, b_h, W_hy, b_y)
 
 
+def _check_limits(x: Any, W_xh: Any, W_hy: Any | None, zero_state: bool) -> None:
+    """Refuse what cannot fit before allocating: the input projection x W_xh + b_h and the states h
+    (N, T, H each), the recurrent product and the zero initial state (N, H each), the read-out y (N, T, O)."""
+    N, T, _ = (int(s) for s in x.shape)
+    H = int(W_xh.shape[1])
+    def sizes() -> str:  # formatted only for an error
+        return f"x {tuple(x.shape)} (N = {N}, T = {T}) and W_xh {tuple(W_xh.shape)} (H = {H})"
+
+    needs = [(sizes, "the states h and the input projection (2, N, T, H)", (2, N, T, H), x.dtype),
+             (sizes, "the recurrent product and zero initial state (N, H + H)", (N, H + zero_state * H), x.dtype)]
+    if W_hy is not None:
+        O = int(W_hy.shape[1])
+        needs.append((lambda: f"x {tuple(x.shape)} (N = {N}, T = {T}) and W_hy {tuple(W_hy.shape)} (O = {O})",
+                      "the read-out y (N, T, O)", (N, T, O), x.dtype))
+    validate.fits(x, needs)
+
+
 def rnn_backward(dy: Any, dh: Any, cache: RNNCache):
     """BPTT through the whole sequence; returns (dx, dh0, dW_xh, dW_hh, db_h, dW_hy, db_y)."""
-    if not isinstance(cache, RNNCache):
-        raise TypeError(f"cache must be the RNNCache returned by rnn_forward; got {type(cache).__name__}")
+    cache = cache_checks.rnn(cache)  # before any kernel: its fields agree (shapes, dtypes, device)
     if dy is None and dh is None:
         raise ValueError("rnn_backward needs dy (N, T, O) or dh (N, T, H); both are None")
     N, T, H = cache.h.shape
